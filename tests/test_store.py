@@ -1,0 +1,103 @@
+"""The store: created private, upgraded in order, never overwriting what is not ours."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from velory_cli import migrations
+from velory_cli.errors import StoreUnusable, TemporaryFailure
+from velory_cli.store import APPLICATION_ID, Store
+
+
+def test_new_store_is_private_and_fully_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "velory.db"
+    with Store.open(path) as store:
+        version = store.conn.execute("PRAGMA user_version").fetchone()[0]
+        journal = store.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        app_id = store.conn.execute("PRAGMA application_id").fetchone()[0]
+    assert version == migrations.SCHEMA_VERSION
+    assert journal == "wal"
+    assert app_id == APPLICATION_ID
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    Store.open(path).close()
+    with Store.open(path) as store:
+        names = [
+            row[0]
+            for row in store.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")
+        ]
+    assert names == migrations.step_names()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"shopping list\n")
+    with pytest.raises(StoreUnusable, match="not a velory store"):
+        Store.open(path)
+    assert path.read_bytes() == b"shopping list\n"
+
+
+def test_another_programs_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE invoices (id INTEGER)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreUnusable, match="not a velory store"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_a_store_from_a_newer_velory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreUnusable, match="newer velory"):
+        Store.open(path)
+
+
+def test_a_truncated_store_is_reported_as_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    Store.open(path).close()
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\x00" * 50)
+    with pytest.raises(StoreUnusable):
+        Store.open(path)
+
+
+def test_a_busy_store_is_a_temporary_failure(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    Store.open(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with (
+            Store.open(path, busy_timeout=0.1) as store,
+            pytest.raises(TemporaryFailure),
+            store.transaction(),
+        ):
+            pass
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "velory.db") as store:
+        with pytest.raises(RuntimeError), store.transaction():
+            store.insert_device(
+                {"serial": "A1", "created_at": "2026-01-01", "updated_at": "2026-01-01"}
+            )
+            raise RuntimeError("killed half way")
+        assert store.device("a1") is None

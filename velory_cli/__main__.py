@@ -1,0 +1,3 @@
+from velory_cli.cli import main
+
+main()

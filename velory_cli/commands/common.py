@@ -1,0 +1,80 @@
+"""What every command shares: the global options, the store, the clock and the output mode."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from velory_cli.config import Settings, load_settings
+from velory_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from velory_cli.store import Store
+
+
+@dataclass
+class AppState:
+    """The root callback's options; settings are read when a command first needs them."""
+
+    db: str | None = None
+    actor: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.env, db=self.db, actor=self.actor)
+        return self._settings
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        from velory_cli.store import Store
+
+        settings = self.settings
+        with Store.open(settings.db_path, busy_timeout=settings.busy_timeout) as store:
+            yield store
+
+
+def state(ctx: typer.Context) -> AppState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppState):
+        root.obj = AppState()
+    return root.obj
+
+
+def now_utc() -> str:
+    """The time of a change, as history records it: UTC, to the second, ISO 8601."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def today_local() -> date:
+    return datetime.now().astimezone().date()
+
+
+def parse_as_of(value: str | None) -> date:
+    """--as-of: an ISO date, default today's local date."""
+    if value is None:
+        return today_local()
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"--as-of must be a date like 2026-12-01, not {value!r}") from None
+
+
+def output_mode(json_out: bool, csv_out: bool = False) -> str:
+    if json_out and csv_out:
+        raise UsageError("choose one of --json and --csv")
+    return "json" if json_out else "csv" if csv_out else "table"
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")
+]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV on stdout instead of a table.")]

@@ -1,0 +1,225 @@
+"""velory devices, show, hardware, export: looking at the inventory."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from velory_cli.commands.common import CsvOption, JsonOption, output_mode, state
+from velory_cli.models import DEVICE_KEYS, Device
+
+
+def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
+    from velory_cli.lifecycle import status_label
+
+    for device in devices:
+        row = device.to_dict()
+        row["status_label"] = status_label(device.status, device.outcome)
+        row["distributor_label"] = (device.distributor or "") + (
+            " (Dustin)" if device.dustin else ""
+        )
+        yield row
+
+
+def device_columns() -> list[Any]:
+    from velory_cli.render import Column
+
+    return [
+        Column("Serial", "serial", no_wrap=True),
+        Column("Model", "model"),
+        Column("Category", "category"),
+        Column("User", "user_name"),
+        Column("Email", "user_email"),
+        Column("Distributor", "distributor"),
+        Column("Source", "source"),
+        Column("Renewal", "renewal_date", no_wrap=True),
+        Column("Status", "status_label"),
+    ]
+
+
+def show_devices(devices: list[Device], mode: str, *, title: str, empty: str) -> None:
+    from velory_cli import render
+
+    if mode == "json":
+        render.emit_json([device.to_dict() for device in devices])
+    elif mode == "csv":
+        render.emit_csv((device.to_dict() for device in devices), DEVICE_KEYS)
+    else:
+        render.table(device_columns(), device_rows(devices), title=title, empty=empty)
+
+
+def devices(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this status: active, renewal_started, return_confirmed, removed."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only this user's devices (email).")
+    ] = None,
+    distributor: Annotated[
+        str | None, typer.Option(help="Only distributors whose name contains this, any case.")
+    ] = None,
+    include_removed: Annotated[
+        bool, typer.Option("--include-removed", help="Removed devices too.")
+    ] = False,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """Company assets: every device not removed."""
+    from velory_cli.inventory import list_devices
+    from velory_cli.store import DeviceFilter
+
+    mode = output_mode(json_out, csv_out)
+    where = DeviceFilter(
+        status=status.strip().lower() if status else None,
+        user_email=user,
+        distributor=distributor,
+        include_removed=include_removed,
+    )
+    with state(ctx).store() as store:
+        found = list_devices(store, where)
+    show_devices(found, mode, title="Company assets", empty="No devices.")
+
+
+def hardware(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """The user's hardware view: their devices not removed."""
+    from velory_cli.inventory import hardware_view
+
+    mode = output_mode(json_out, csv_out)
+    with state(ctx).store() as store:
+        found = hardware_view(store, email)
+    show_devices(found, mode, title=f"Hardware of {email.strip()}", empty="No hardware.")
+
+
+def show(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help="The device's serial number.")],
+    json_out: JsonOption = False,
+) -> None:
+    """One device with its notes, history and notices."""
+    from velory_cli import render
+    from velory_cli.inventory import device_detail
+    from velory_cli.lifecycle import status_label
+
+    with state(ctx).store() as store:
+        detail = device_detail(store, serial)
+    if json_out:
+        render.emit_json(detail.to_dict())
+        return
+    device = detail.device
+    render.key_values(
+        [
+            ("Serial", device.serial),
+            ("Model", device.model),
+            ("Category", device.category),
+            ("User", device.user_name),
+            ("Email", device.user_email),
+            ("Distributor", (device.distributor or "") + (" (Dustin)" if device.dustin else "")),
+            ("Source", device.source),
+            ("Purchased", device.purchase_date),
+            ("Renewal", device.renewal_date),
+            ("Status", status_label(device.status, device.outcome)),
+            ("Replacement", device.replacement_serial),
+            ("Replaces", device.replaces_serial),
+        ],
+        title=f"Device {device.serial}",
+    )
+    from velory_cli.render import Column
+
+    render.table(
+        [Column("At", "at", no_wrap=True), Column("By", "actor"), Column("Note", "text")],
+        (note.to_dict() for note in detail.notes),
+        title="Notes",
+        empty="No notes.",
+    )
+    render.table(
+        [
+            Column("At", "at", no_wrap=True),
+            Column("By", "actor"),
+            Column("Action", "action"),
+            Column("From", "from_status"),
+            Column("To", "to_status"),
+            Column("Details", "details_text"),
+        ],
+        (
+            {**entry.to_dict(), "details_text": _details_text(entry.details)}
+            for entry in detail.history
+        ),
+        title="History",
+        empty="No history.",
+    )
+    render.table(
+        [
+            Column("Kind", "kind"),
+            Column("To", "recipient"),
+            Column("Renewal", "renewal_date"),
+            Column("Status", "status"),
+            Column("Sent", "sent_at"),
+            Column("Error", "error"),
+        ],
+        detail.notices,
+        title="Notices",
+        empty="No notices.",
+    )
+
+
+def _details_text(details: dict[str, Any] | None) -> str:
+    if not details:
+        return ""
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, dict) and set(value) == {"old", "new"}:
+            parts.append(f"{key}: {value['old']} → {value['new']}")
+        else:
+            parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+def export(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="A JSON array instead of CSV.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output.")] = False,
+) -> None:
+    """Every device, removed ones too, as CSV (safe to open in a spreadsheet) or JSON."""
+    from velory_cli import render
+    from velory_cli.inventory import export_devices
+    from velory_cli.outputs import atomic_output
+
+    with state(ctx).store() as store:
+        if output is None:
+            _write_export(export_devices(store), json_out, sys.stdout)
+            return
+        with atomic_output(output, force=force) as handle:
+            count = _write_export(export_devices(store), json_out, handle)
+    render.info(f"Exported {count} devices to {output}.")
+
+
+def _write_export(devices: Iterable[Device], as_json: bool, out: Any) -> int:
+    from velory_cli import render
+
+    rows = [device.to_dict() for device in devices]
+    if as_json:
+        render.emit_json(rows, out)
+    else:
+        render.emit_csv(rows, DEVICE_KEYS, out)
+    return len(rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("devices")(devices)
+    app.command("show")(show)
+    app.command("hardware")(hardware)
+    app.command("export")(export)

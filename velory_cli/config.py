@@ -1,0 +1,141 @@
+"""Where settings come from: command-line options, VELORY_* environment, config.toml, defaults.
+
+Only the CLI reads the real environment; it hands ``os.environ`` (or a test's own mapping) to
+``load_settings``, so tests configure instead of patching.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from velory_cli.errors import ConfigError
+
+APP_NAME = "velory"
+CONFIG_FILE = "config.toml"
+DB_FILE = "velory.db"
+DEFAULT_BUSY_TIMEOUT = 10.0
+DEFAULT_TERM_MONTHS = 36
+DEFAULT_LEAD_DAYS = 30
+
+# config.toml keys that the environment may also set, as VELORY_<KEY upper-cased>.
+MAIL_KEYS = ("smtp_host", "smtp_port", "smtp_user", "smtp_password", "smtp_tls", "mail_from")
+
+
+def app_dir(env: Mapping[str, str]) -> Path:
+    """The app directory: VELORY_HOME, else the one Typer gives for "velory"."""
+    if env.get("VELORY_HOME"):
+        return Path(env["VELORY_HOME"]).expanduser()
+    import typer
+
+    return Path(typer.get_app_dir(APP_NAME))
+
+
+def default_actor(env: Mapping[str, str]) -> str:
+    if env.get("VELORY_ACTOR", "").strip():
+        return env["VELORY_ACTOR"].strip()
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name: a container or cron without a passwd entry
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where and as whom it runs."""
+
+    app_dir: Path
+    db_path: Path
+    actor: str
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    file_values: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    config_path: Path | None = None
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """A setting by its config.toml key; VELORY_<KEY> in the environment wins."""
+        env_key = "VELORY_" + key.upper()
+        if env_key in self.env and self.env[env_key] != "":
+            return self.env[env_key]
+        return self.file_values.get(key, default)
+
+    def flag(self, key: str, default: bool) -> bool:
+        raw = self.value(key, default)
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{key} must be true or false, not {raw!r}")
+
+    def integer(self, key: str, default: int) -> int:
+        raw = self.value(key, default)
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a whole number, not {raw!r}") from None
+
+    @property
+    def busy_timeout(self) -> float:
+        raw = self.value("busy_timeout", DEFAULT_BUSY_TIMEOUT)
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"busy_timeout must be a number of seconds, not {raw!r}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The values of config.toml, or none when there is no such file."""
+    import tomllib
+
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_settings(
+    env: Mapping[str, str], *, db: str | None = None, actor: str | None = None
+) -> Settings:
+    home = app_dir(env)
+    config_path = home / CONFIG_FILE
+    if env.get("VELORY_CONFIG"):
+        config_path = Path(env["VELORY_CONFIG"]).expanduser()
+    db_text = db or env.get("VELORY_DB") or ""
+    db_path = Path(db_text).expanduser() if db_text else home / DB_FILE
+    return Settings(
+        app_dir=home,
+        db_path=db_path,
+        actor=(actor or "").strip() or default_actor(env),
+        env=dict(env),
+        file_values=read_config_file(config_path),
+        config_path=config_path,
+    )
+
+
+def config_is_private(path: Path) -> bool:
+    """False when a config file is readable by group or others."""
+    try:
+        return (path.stat().st_mode & 0o077) == 0
+    except OSError:
+        return True
+
+
+__all__ = [
+    "DEFAULT_LEAD_DAYS",
+    "DEFAULT_TERM_MONTHS",
+    "MAIL_KEYS",
+    "Settings",
+    "app_dir",
+    "config_is_private",
+    "load_settings",
+]

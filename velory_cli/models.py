@@ -1,0 +1,97 @@
+"""The records velory keeps, as plain typed objects that know their JSON shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# The device keys of PRODUCT.md's JSON contract, in order. Keys may be added, never removed.
+DEVICE_KEYS = (
+    "serial",
+    "model",
+    "category",
+    "user_email",
+    "user_name",
+    "distributor",
+    "source",
+    "purchase_date",
+    "renewal_date",
+    "status",
+    "outcome",
+    "replacement_serial",
+    "replaces_serial",
+)
+
+SOURCE_IMPORTED = "imported"
+SOURCE_STORE = "store"
+
+
+def is_dustin(distributor: str | None) -> bool:
+    """Dustin's devices follow Dustin's own process: any name with the word "dustin", any case."""
+    if not distributor:
+        return False
+    import re
+
+    return re.search(r"\bdustin\b", distributor, re.IGNORECASE) is not None
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    serial: str
+    model: str | None
+    category: str | None
+    user_email: str | None
+    user_name: str | None
+    distributor: str | None
+    source: str
+    purchase_date: str | None
+    renewal_date: str | None
+    status: str
+    outcome: str | None
+    replacement_serial: str | None
+    replaces_serial: str | None
+    ordered_model: str | None = None
+    ordered_at: str | None = None
+    delivered_at: str | None = None
+    status_changed_at: str | None = None
+    import_notes: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def dustin(self) -> bool:
+        return is_dustin(self.distributor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in DEVICE_KEYS}
+
+
+@dataclass(frozen=True)
+class Note:
+    at: str
+    actor: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "actor": self.actor, "text": self.text}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: str
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    details: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "from_status": self.from_status,
+            "to_status": self.to_status,
+            "details": self.details,
+        }

@@ -1,0 +1,42 @@
+"""Output files written whole or not at all: a temporary file beside the target, then a rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO
+
+from velory_cli.errors import OutputUnwritable
+
+
+@contextmanager
+def atomic_output(path: Path, *, force: bool = False, newline: str = "") -> Iterator[IO[str]]:
+    """Write ``path`` (UTF-8) through a temporary file; an existing file needs ``force``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputUnwritable(f"{path} already exists; use --force to overwrite it")
+    if path.is_dir():
+        raise OutputUnwritable(f"{path} is a folder")
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    except OSError as exc:
+        raise OutputUnwritable(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    except OSError as exc:
+        _discard(temp_name)
+        raise OutputUnwritable(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:
+        _discard(temp_name)
+        raise
+
+
+def _discard(name: str) -> None:
+    with suppress(OSError):
+        os.unlink(name)
