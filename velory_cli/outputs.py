@@ -30,13 +30,14 @@ def atomic_output(path: Path, *, force: bool = False, newline: str = "") -> Iter
         os.chmod(temp_name, 0o644)
         os.replace(temp_name, path)
     except OSError as exc:
-        _discard(temp_name)
+        discard(temp_name)
         raise OutputUnwritable(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
-        _discard(temp_name)
+        discard(temp_name)
         raise
 
 
-def _discard(name: str) -> None:
+def discard(name: str) -> None:
+    """Remove a temporary file that will not be used, if it is still there."""
     with suppress(OSError):
         os.unlink(name)

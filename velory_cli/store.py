@@ -191,6 +191,59 @@ class Store:
                 self.conn.execute("ROLLBACK")
             raise describe_sqlite_error(exc, self.path) from None
 
+    # ---- maintenance: backup and check ---------------------------------------------------
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the store in ``target`` (SQLite's online backup)."""
+        destination = sqlite3.connect(str(target))
+        try:
+            self.conn.backup(destination)
+        finally:
+            destination.close()
+
+    def integrity_problems(self) -> list[str]:
+        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        found = [row[0] for row in rows]
+        return [] if found == ["ok"] else found
+
+    def foreign_key_problems(self) -> list[str]:
+        rows = self.conn.execute("PRAGMA foreign_key_check").fetchall()
+        return [f"{row[0]} row {row[1]} points to a missing {row[2]} row" for row in rows]
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def broken_links(self) -> list[str]:
+        """Replacement links that point to no device."""
+        rows = self.conn.execute(
+            """
+            SELECT d.serial, 'replacement_serial', d.replacement_serial FROM devices d
+            WHERE d.replacement_serial IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM devices r WHERE r.serial = d.replacement_serial)
+            UNION ALL
+            SELECT d.serial, 'replaces_serial', d.replaces_serial FROM devices d
+            WHERE d.replaces_serial IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM devices r WHERE r.serial = d.replaces_serial)
+            """
+        ).fetchall()
+        return [f"{row[0]}: {row[1]} {row[2]} is not in the store" for row in rows]
+
+    def devices_without_history(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT serial FROM devices d"
+            " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.device_id = d.id)"
+            " ORDER BY serial LIMIT 100"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def notices_in_sending(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT d.serial, n.kind, n.renewal_date, n.claimed_by, n.claimed_at"
+            " FROM notices n JOIN devices d ON d.id = n.device_id"
+            " WHERE n.status = 'sending' ORDER BY n.id"
+        ).fetchall()
+        return [dict(row) for row in rows]
+
     # ---- devices -------------------------------------------------------------------------
 
     def device(self, serial: str) -> Device | None:

@@ -1,9 +1,63 @@
-"""velory commands of this area (being built)."""
+"""velory db backup, velory db check: looking after the store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from velory_cli.commands.common import JsonOption, state
+
+db_app = typer.Typer(
+    name="db",
+    help="Look after the store: an online backup and a health check.",
+    no_args_is_help=True,
+)
+
+
+@db_app.command("backup")
+def backup(
+    ctx: typer.Context,
+    target: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Copy the store to FILE, consistent even while other commands write to it."""
+    from velory_cli import render
+    from velory_cli.maintenance import backup_store
+
+    with state(ctx).store() as store:
+        written = backup_store(store, target, force=force)
+    if json_out:
+        render.emit_json({"backup": str(written), "bytes": written.stat().st_size})
+    else:
+        render.info(f"Backed up the store to {written}.")
+
+
+@db_app.command("check")
+def check(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """Check the store: integrity, foreign keys, schema version, orphans, stuck notices."""
+    from velory_cli import render
+    from velory_cli.maintenance import check_store
+
+    with state(ctx).store() as store:
+        report = check_store(store, now=datetime.now(UTC))
+    if json_out:
+        render.emit_json(report.to_dict())
+    else:
+        for item in report.checks:
+            render.line(f"{'ok  ' if item.ok else 'FAIL'}  {item.name}", None if item.ok else "red")
+            for problem in item.problems:
+                render.line(f"      {problem}")
+        render.line(
+            f"{report.path}: schema {report.schema_version}, "
+            + ("all checks passed." if report.ok else "problems found.")
+        )
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    app.add_typer(db_app, name="db")
