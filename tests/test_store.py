@@ -101,3 +101,34 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
             )
             raise RuntimeError("killed half way")
         assert store.device("a1") is None
+
+
+def test_a_store_from_schema_1_is_upgraded_and_keeps_its_devices(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    from sqlite_utils import Database
+
+    db = Database(conn)
+    migrations.migrations().apply(db, stop_before=migrations.step_names()[1])
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO devices (serial, created_at, updated_at, renewal_date)"
+        " VALUES ('OLD1', 'x', 'x', '2027-01-01')"
+    )
+    conn.close()
+    with Store.open(path) as store:
+        device = store.device("old1")
+        assert device is not None
+        assert device.renewal_date == "2027-01-01"
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == (
+            migrations.SCHEMA_VERSION
+        )
+        assert store.notices_for_device(device.id) == []
+
+
+def test_a_store_folder_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(StoreUnusable, match="cannot create the store"):
+        Store.open(blocker / "sub" / "velory.db")
