@@ -50,6 +50,7 @@ app = typer.Typer(
     help="Run the renewal of company devices bought outside Velory: import, notices, returns.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -66,12 +67,16 @@ def root(
     ctx: typer.Context,
     db: Annotated[
         str | None,
-        typer.Option("--db", envvar="VELORY_DB", help="The store file.", show_default=False),
+        typer.Option(
+            "--db", envvar="VELORY_DB", metavar="PATH", help="The store file.", show_default=False
+        ),
     ] = None,
     actor: Annotated[
         str | None,
         typer.Option(
-            "--actor", help="Who makes the change, for the history (default VELORY_ACTOR, login)."
+            "--actor",
+            metavar="NAME",
+            help="Who makes the change, for the history (default VELORY_ACTOR, login).",
         ),
     ] = None,
     version: Annotated[
