@@ -6,6 +6,17 @@ device released by mistake back to ``return_confirmed``. Nothing else moves a st
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from velory_cli.errors import ConfigError, UsageError
+from velory_cli.models import SOURCE_STORE, Device
+from velory_cli.store import StatusChange, Store
+
 ACTIVE = "active"
 RENEWAL_STARTED = "renewal_started"
 RETURN_CONFIRMED = "return_confirmed"
@@ -29,3 +40,488 @@ def status_label(status: str, outcome: str | None = None) -> str:
     if status == RETURN_CONFIRMED and outcome == OUTCOME_BOUGHT_OUT:
         return "Bought out"
     return STATUS_LABELS.get(status, status)
+
+
+# ---- the transitions table ---------------------------------------------------------------
+#
+# Every action on a device, the statuses it may start from and the status it leads to (None:
+# the status stays). This table is the only place that says which move is allowed: the actions
+# below, their refusal messages and the hints about what a device needs first all read it.
+# A status-changing action is one more row here, carried out by ``change_status`` (which
+# also reports a device already at the row's target as unchanged).
+
+Guard = Callable[[Device], str | None]
+
+
+def _not_dustin(device: Device) -> str | None:
+    if device.dustin:
+        return (
+            f"its distributor is {device.distributor}, and Dustin's devices follow Dustin's "
+            "own process; velory does not start them"
+        )
+    return None
+
+
+def _not_from_store(device: Device) -> str | None:
+    if device.source == SOURCE_STORE:
+        return (
+            "it came from the Velory store and renews through Velory's normal process; "
+            "velory does not start it"
+        )
+    return None
+
+
+def _not_ordered_yet(device: Device) -> str | None:
+    if device.ordered_at:
+        return (
+            f"a replacement ({device.ordered_model or 'no model'}) was already ordered on "
+            f"{device.ordered_at[:10]}; one replacement per renewing device"
+        )
+    return None
+
+
+def _ordered(device: Device) -> str | None:
+    if not device.ordered_at:
+        return "no replacement was ordered for it; run velory order first"
+    return None
+
+
+def _not_delivered(device: Device) -> str | None:
+    if device.replacement_serial:
+        return f"its replacement {device.replacement_serial} was already delivered"
+    return None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Where an action may start (``sources``), where it leads (``target``, None: the status
+    stays), and what else the device must satisfy (``guards``: a reason to refuse, or None)."""
+
+    sources: tuple[str, ...]
+    target: str | None
+    guards: tuple[Guard, ...] = ()
+
+
+TRANSITIONS: dict[str, Transition] = {
+    "start": Transition((ACTIVE,), RENEWAL_STARTED, (_not_dustin, _not_from_store)),
+    "order": Transition((RENEWAL_STARTED,), None, (_not_ordered_yet,)),
+    # The old device may be returned before its replacement arrives: deliver still links them.
+    "deliver": Transition((RENEWAL_STARTED, RETURN_CONFIRMED), None, (_ordered, _not_delivered)),
+    "confirm-return": Transition((RENEWAL_STARTED,), RETURN_CONFIRMED),
+    "release": Transition((RETURN_CONFIRMED,), REMOVED),
+    "note": Transition(STATUSES, None),
+}
+
+
+def refusal(device: Device, action: str) -> str | None:
+    """Why ``action`` cannot be done on ``device`` now, as one line naming the device, its
+    status and what it needs first; None when it can."""
+    transition = TRANSITIONS[action]
+    prefix = f"{device.serial} is {device.status}"
+    if device.status not in transition.sources:
+        needs = " or ".join(transition.sources)
+        return f"{prefix}: {action} needs {needs}; {_way_there(device, transition.sources)}"
+    for guard in transition.guards:
+        reason = guard(device)
+        if reason:
+            return f"{prefix}: {reason}"
+    return None
+
+
+def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
+    """The shortest run of actions from the device's status to one of ``wanted``, as a hint."""
+    paths: dict[str, list[str]] = {device.status: []}
+    queue = [device.status]
+    while queue:
+        status = queue.pop(0)
+        for action, transition in TRANSITIONS.items():
+            target = transition.target
+            if target is None or status not in transition.sources or target in paths:
+                continue
+            paths[target] = [*paths[status], action]
+            queue.append(target)
+    reachable = [paths[status] for status in wanted if status in paths]
+    if not reachable:
+        return f"a {device.status} device does not go back there"
+    steps = min(reachable, key=len)
+    for step in steps:
+        for guard in TRANSITIONS[step].guards:
+            reason = guard(device)
+            if reason:
+                return reason
+    return "run " + ", then ".join(f"velory {step}" for step in steps) + " first"
+
+
+# ---- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What one action did to one device: changed, unchanged (already there) or refused."""
+
+    serial: str
+    ok: bool
+    changed: bool
+    status: str | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "ok": self.ok,
+            "changed": self.changed,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+@dataclass
+class ActionReport:
+    """One action on one or many devices. ``messages`` and ``warnings`` are for the admin."""
+
+    action: str
+    results: list[ActionResult]
+    dry_run: bool = False
+    messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    new_device: Device | None = None
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for r in self.results if r.ok and r.changed)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for r in self.results if r.ok and not r.changed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.results if not r.ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "succeeded": self.succeeded,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "results": [result.to_dict() for result in self.results],
+        }
+        if self.action == "deliver":
+            data["new_device"] = self.new_device.to_dict() if self.new_device else None
+        return data
+
+
+def _unknown(serial: str) -> ActionResult:
+    return ActionResult(
+        serial, ok=False, changed=False, status=None, error=f"{serial}: no such device"
+    )
+
+
+def _refused(device: Device, error: str) -> ActionResult:
+    return ActionResult(device.serial, ok=False, changed=False, status=device.status, error=error)
+
+
+# ---- serial lists --------------------------------------------------------------------------
+
+
+def unique_serials(serials: Iterable[str]) -> list[str]:
+    """The serials without surrounding spaces or blanks, each once (case-insensitively), in
+    the order first given."""
+    seen: set[str] = set()
+    unique: list[str] = []
+    for raw in serials:
+        serial = raw.strip()
+        if serial and serial.upper() not in seen:
+            seen.add(serial.upper())
+            unique.append(serial)
+    return unique
+
+
+def parse_serial_list(text: str) -> list[str]:
+    """Serials one a line; blank lines and ``#`` comments (whole lines, or after a space)
+    ignored."""
+    serials: list[str] = []
+    for line in text.splitlines():
+        serial = _TRAILING_COMMENT.split(line, maxsplit=1)[0].strip()
+        if serial and not serial.startswith("#"):
+            serials.append(serial)
+    return serials
+
+
+_TRAILING_COMMENT = re.compile(r"\s#")
+
+
+def _one_serial(serial: str) -> str:
+    if not serial.strip():
+        raise UsageError("the serial is empty")
+    return serial.strip()
+
+
+# ---- the actions ---------------------------------------------------------------------------
+
+
+def change_status(
+    store: Store,
+    action: str,
+    serials: Iterable[str],
+    *,
+    now: str,
+    actor: str,
+    dry_run: bool = False,
+    outcome: str | None = None,
+    note: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> ActionReport:
+    """Move each device along ``TRANSITIONS[action]``, each on its own: a refused device
+    changes nothing and the others go on. All changes are written in one transaction."""
+    transition = TRANSITIONS[action]
+    target = transition.target
+    if target is None:
+        raise ValueError(f"{action} does not change a status")
+    wanted = unique_serials(serials)
+    results: list[ActionResult] = []
+    changes: list[StatusChange] = []
+    with nullcontext() if dry_run else store.transaction():
+        found = store.devices_by_serials(wanted)
+        for serial in wanted:
+            device = found.get(serial.upper())
+            if device is None:
+                results.append(_unknown(serial))
+                continue
+            if device.status == target:
+                if outcome and device.outcome and device.outcome != outcome:
+                    results.append(
+                        _refused(
+                            device,
+                            f"{device.serial} is {device.status}: it was already confirmed as "
+                            f"{device.outcome}; add a note to record otherwise",
+                        )
+                    )
+                else:
+                    results.append(ActionResult(device.serial, True, False, device.status))
+                continue
+            reason = refusal(device, action)
+            if reason:
+                results.append(_refused(device, reason))
+                continue
+            entry = dict(details or {})
+            if outcome:
+                entry["outcome"] = outcome
+            if note:
+                entry["note"] = note
+            changes.append(
+                StatusChange(
+                    device_id=device.id,
+                    from_status=device.status,
+                    to_status=target,
+                    outcome=outcome or device.outcome,
+                    details=entry or None,
+                    note=note,
+                )
+            )
+            results.append(ActionResult(device.serial, True, True, target))
+        if not dry_run and changes:
+            store.apply_status_changes(changes, at=now, actor=actor, action=action)
+    return ActionReport(action, results, dry_run=dry_run)
+
+
+def start_renewal(store: Store, serial: str, *, now: str, actor: str) -> ActionReport:
+    """The user started the process: ``renewal_started``. Not for Dustin's or store devices."""
+    return change_status(store, "start", [_one_serial(serial)], now=now, actor=actor)
+
+
+def confirm_returns(
+    store: Store,
+    serials: Iterable[str],
+    *,
+    now: str,
+    actor: str,
+    bought_out: bool = False,
+    note: str | None = None,
+    dry_run: bool = False,
+) -> ActionReport:
+    """The old devices were returned (or bought out): ``return_confirmed``, the note kept."""
+    return change_status(
+        store,
+        "confirm-return",
+        serials,
+        now=now,
+        actor=actor,
+        dry_run=dry_run,
+        outcome=OUTCOME_BOUGHT_OUT if bought_out else OUTCOME_RETURNED,
+        note=(note or "").strip() or None,
+    )
+
+
+def release_devices(
+    store: Store, serials: Iterable[str], *, now: str, actor: str, dry_run: bool = False
+) -> ActionReport:
+    """Marked as released: ``removed``, gone from the hardware view and the company assets."""
+    return change_status(store, "release", serials, now=now, actor=actor, dry_run=dry_run)
+
+
+def order_replacement(
+    store: Store, serial: str, model: str, *, now: str, actor: str
+) -> ActionReport:
+    """The replacement the user requested in the store: one per renewing device."""
+    serial = _one_serial(serial)
+    model = model.strip()
+    if not model:
+        raise UsageError("--model is empty; name the model ordered")
+    with store.transaction():
+        device = store.device(serial)
+        if device is None:
+            return ActionReport("order", [_unknown(serial.strip())])
+        reason = refusal(device, "order")
+        if reason:
+            return ActionReport("order", [_refused(device, reason)])
+        store.update_device(
+            device.id, {"ordered_model": model, "ordered_at": now, "updated_at": now}
+        )
+        store.record_history(
+            device.id,
+            at=now,
+            actor=actor,
+            action="order",
+            from_status=device.status,
+            to_status=device.status,
+            details={"model": model},
+        )
+    return ActionReport("order", [ActionResult(device.serial, True, True, device.status)])
+
+
+# A store device's distributor: Velory itself delivered it.
+STORE_DISTRIBUTOR = "Velory"
+PERSONAL_DATA_NOTICE = "personal_data"
+
+
+def deliver_replacement(
+    store: Store,
+    serial: str,
+    new_serial: str,
+    *,
+    model: str | None = None,
+    today: date,
+    now: str,
+    actor: str,
+    term_months: int,
+) -> ActionReport:
+    """The replacement arrived: a new active store device for the same user, linked both ways
+    to the old one, and a personal-data reminder queued for the user."""
+    from dateutil.relativedelta import relativedelta
+
+    serial = _one_serial(serial)
+    new_serial = new_serial.strip()
+    if not new_serial:
+        raise UsageError("--new-serial is empty; give the serial of the delivered device")
+    if term_months <= 0:
+        raise ConfigError(f"term_months must be a positive number of months, not {term_months}")
+    report = ActionReport("deliver", [])
+    with store.transaction():
+        device = store.device(serial)
+        if device is None:
+            report.results.append(_unknown(serial.strip()))
+            return report
+        reason = refusal(device, "deliver")
+        existing = store.device(new_serial)
+        if reason is None and existing is not None:
+            reason = (
+                f"{device.serial} is {device.status}: the new serial {existing.serial} is "
+                f"already in the store ({existing.status}); deliver needs a serial velory "
+                "does not know yet"
+            )
+        if reason:
+            report.results.append(_refused(device, reason))
+            return report
+        new_model = (model or "").strip() or device.ordered_model
+        values: dict[str, Any] = {
+            "serial": new_serial,
+            "model": new_model,
+            "category": device.category,
+            "user_email": device.user_email,
+            "user_name": device.user_name,
+            "distributor": STORE_DISTRIBUTOR,
+            "source": SOURCE_STORE,
+            "purchase_date": today.isoformat(),
+            "renewal_date": (today + relativedelta(months=term_months)).isoformat(),
+            "status": ACTIVE,
+            "replaces_serial": device.serial,
+            "status_changed_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        new_id = store.insert_device(values)
+        store.record_history(
+            new_id,
+            at=now,
+            actor=actor,
+            action="deliver",
+            from_status=None,
+            to_status=ACTIVE,
+            details={"replaces_serial": device.serial, "model": new_model},
+        )
+        store.update_device(
+            device.id,
+            {"replacement_serial": new_serial, "delivered_at": now, "updated_at": now},
+        )
+        store.record_history(
+            device.id,
+            at=now,
+            actor=actor,
+            action="deliver",
+            from_status=device.status,
+            to_status=device.status,
+            details={"replacement_serial": new_serial, "model": new_model},
+        )
+        if device.user_email:
+            store.queue_notice(
+                device.id,
+                kind=PERSONAL_DATA_NOTICE,
+                renewal_date=device.renewal_date or today.isoformat(),
+                recipient=device.user_email,
+                at=now,
+            )
+            report.messages.append(
+                f"A reminder to {device.user_email} is queued; the next velory notices send "
+                "mails it."
+            )
+        else:
+            report.warnings.append(
+                f"{device.serial}: the user has no email, so no personal-data reminder was "
+                "queued; tell them in person"
+            )
+        report.new_device = store.device_by_id(new_id)
+    report.messages.insert(
+        0,
+        f"Personal data must be moved off {device.serial} or deleted from it before it is "
+        "returned or bought out.",
+    )
+    report.results.append(ActionResult(device.serial, True, True, device.status))
+    return report
+
+
+def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> ActionReport:
+    """A note on the device, kept with its author and time, whatever its status."""
+    serial = _one_serial(serial)
+    text = text.strip()
+    if not text:
+        raise UsageError("the note is empty")
+    with store.transaction():
+        device = store.device(serial)
+        if device is None:
+            return ActionReport("note", [_unknown(serial.strip())])
+        reason = refusal(device, "note")
+        if reason:
+            return ActionReport("note", [_refused(device, reason)])
+        store.add_note(device.id, at=now, actor=actor, text=text)
+        store.record_history(
+            device.id,
+            at=now,
+            actor=actor,
+            action="note",
+            from_status=device.status,
+            to_status=device.status,
+            details={"note": text},
+        )
+    return ActionReport("note", [ActionResult(device.serial, True, True, device.status)])

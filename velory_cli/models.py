@@ -95,3 +95,43 @@ class HistoryEntry:
             "to_status": self.to_status,
             "details": self.details,
         }
+
+
+# ---- notices -----------------------------------------------------------------------------
+
+# The keys of `velory notices list --json`, in order.
+NOTICE_KEYS = (
+    "serial",
+    "kind",
+    "recipient",
+    "renewal_date",
+    "status",
+    "attempts",
+    "sent_at",
+    "error",
+    "message_id",
+)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One row of the notices ledger: a mail to send once per device, kind and renewal date."""
+
+    id: int
+    device_id: int
+    serial: str
+    kind: str
+    renewal_date: str
+    recipient: str | None
+    status: str
+    attempts: int
+    error: str | None
+    message_id: str | None
+    claimed_by: str | None
+    claimed_at: str | None
+    sent_at: str | None
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in NOTICE_KEYS}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -178,3 +179,34 @@ def heading(text: str) -> None:
 
 def line(text: str = "", style: str | None = None) -> None:
     console().print(_text(text, style), soft_wrap=True)
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr, for a person waiting at a terminal: the callback takes how
+    much of ``total`` is done. Nothing is drawn when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(description, total=total)
+    with bar:
+        yield lambda done: bar.update(task, completed=min(done, total))

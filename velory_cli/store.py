@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from velory_cli.errors import StoreUnusable, TemporaryFailure, VeloryError
-from velory_cli.models import Device, HistoryEntry, Note
+from velory_cli.models import Device, HistoryEntry, Note, Notice
 
 # PRAGMA application_id of every velory store: "VELY". A SQLite file without it that already
 # holds tables belongs to something else and is never touched.
@@ -37,6 +37,15 @@ NOTICE_COLUMNS = (
     "message_id",
 )
 _DEVICE_SELECT = "SELECT " + ", ".join(DEVICE_COLUMNS) + " FROM devices"
+NOTICE_FIELDS = tuple(f.name for f in fields(Notice))
+_NOTICE_SELECT = (
+    "SELECT "
+    + ", ".join("d.serial" if name == "serial" else "n." + name for name in NOTICE_FIELDS)
+    + " FROM notices AS n JOIN devices AS d ON d.id = n.device_id"
+)
+_NOTICE_SELECT_WITH_DEVICE = _NOTICE_SELECT.replace(
+    " FROM notices", ", " + ", ".join("d." + column for column in DEVICE_COLUMNS) + " FROM notices"
+)
 
 
 def _like_escape(text: str) -> str:
@@ -379,6 +388,371 @@ class Store:
             (device_id,),
         )
         return [dict(row) for row in rows]
+
+    # ---- notices: the ledger `velory notices send` works through -------------------------
+    #
+    # A notice goes pending -> sending (claimed by one run) -> sent | failed | back to pending;
+    # a pending one may be cancelled. Every claim is an UPDATE ... WHERE status = 'pending'
+    # inside BEGIN IMMEDIATE, so of two runs claiming the same notice only one gets it.
+
+    def renewal_candidates(self, until: str) -> list[Device]:
+        """Imported, active devices renewing on or before ``until``, soonest first."""
+        rows = self.conn.execute(
+            _DEVICE_SELECT + " WHERE status = 'active' AND source = 'imported'"
+            " AND renewal_date IS NOT NULL AND renewal_date <= ?"
+            " ORDER BY renewal_date, serial",
+            (until,),
+        )
+        return [_device(row) for row in rows]
+
+    def notice_states(
+        self, device_ids: Sequence[int]
+    ) -> dict[tuple[int, str, str], tuple[str, str | None]]:
+        """Every notice these devices have: (device_id, kind, renewal_date) -> (status, sent_at)."""
+        found: dict[tuple[int, str, str], tuple[str, str | None]] = {}
+        for start in range(0, len(device_ids), 500):
+            chunk = list(device_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT device_id, kind, renewal_date, status, sent_at FROM notices"
+                f" WHERE device_id IN ({marks})",
+                chunk,
+            )
+            for row in rows:
+                found[(row[0], row[1], row[2])] = (row[3], row[4])
+        return found
+
+    def notices_with_devices(self, statuses: Sequence[str]) -> list[tuple[Notice, Device]]:
+        """Notices in these statuses, oldest first, each with its device as it is now."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.conn.execute(
+            _NOTICE_SELECT_WITH_DEVICE + f" WHERE n.status IN ({marks}) ORDER BY n.id",
+            list(statuses),
+        )
+        width = len(NOTICE_FIELDS)
+        return [(Notice(*row[:width]), Device(*row[width:])) for row in rows]
+
+    def failed_notices_readdressed(self) -> list[tuple[Notice, Device]]:
+        """Failed renewal notices whose device has since been given another email."""
+        rows = self.conn.execute(
+            _NOTICE_SELECT_WITH_DEVICE + " WHERE n.status = 'failed' AND n.kind != 'personal_data'"
+            " AND d.user_email IS NOT NULL AND trim(d.user_email) != ''"
+            " AND (n.recipient IS NULL OR n.recipient != d.user_email COLLATE NOCASE)"
+            " AND n.renewal_date = d.renewal_date ORDER BY n.id"
+        )
+        width = len(NOTICE_FIELDS)
+        return [(Notice(*row[:width]), Device(*row[width:])) for row in rows]
+
+    def insert_notices(self, rows: Iterable[tuple[int, str, str, str | None, str]]) -> int:
+        """Pending notices from (device_id, kind, renewal_date, recipient, at); one that exists
+        already is left as it is. Returns how many were new."""
+        cursor = self.conn.executemany(
+            "INSERT INTO notices (device_id, kind, renewal_date, recipient, status, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?5)"
+            " ON CONFLICT (device_id, kind, renewal_date) DO NOTHING",
+            rows,
+        )
+        return max(cursor.rowcount, 0)
+
+    def cancel_notices(self, cancels: Iterable[tuple[int, str]], *, at: str) -> None:
+        """Cancel the pending (or abandoned sending) notices given as (id, reason)."""
+        self.conn.executemany(
+            "UPDATE notices SET status = 'cancelled', error = ?2, updated_at = ?3"
+            " WHERE id = ?1 AND status IN ('pending', 'sending')",
+            [(notice_id, reason, at) for notice_id, reason in cancels],
+        )
+
+    def readdress_notices(self, changes: Iterable[tuple[int, str]], *, at: str) -> None:
+        """Give pending or failed notices, as (id, recipient), a new recipient and make them
+        pending: a failed one was refused for an address that is no longer the user's."""
+        self.conn.executemany(
+            "UPDATE notices SET recipient = ?2, status = 'pending', error = NULL, updated_at = ?3"
+            " WHERE id = ?1 AND status IN ('pending', 'failed')",
+            [(notice_id, recipient, at) for notice_id, recipient in changes],
+        )
+
+    def claim_notices(
+        self, notice_ids: Sequence[int], *, owner: str, at: str, message_id: str
+    ) -> list[int]:
+        """Claim the pending notices among ``notice_ids`` for this run; the ids it got."""
+        marks = ",".join("?" * len(notice_ids))
+        rows = self.conn.execute(
+            "UPDATE notices SET status = 'sending', claimed_by = ?, claimed_at = ?,"
+            " attempts = attempts + 1, message_id = ?, updated_at = ?"
+            f" WHERE id IN ({marks}) AND status = 'pending' RETURNING id",
+            [owner, at, message_id, at, *notice_ids],
+        ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def reclaim_notices(
+        self, claims: Sequence[tuple[int, str | None, str | None]], *, owner: str, at: str
+    ) -> list[int]:
+        """Take over abandoned claims, given as (id, claimed_by, claimed_at) as they were read:
+        only a claim nobody has taken over since is taken. The ids it got."""
+        taken: list[int] = []
+        for notice_id, claimed_by, claimed_at in claims:  # a handful: one per killed run
+            row = self.conn.execute(
+                "UPDATE notices SET claimed_by = ?, claimed_at = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ? AND status = 'sending'"
+                " AND claimed_by IS ? AND claimed_at IS ? RETURNING id",
+                (owner, at, at, notice_id, claimed_by, claimed_at),
+            ).fetchone()
+            if row:
+                taken.append(row[0])
+        return taken
+
+    def finish_notices(
+        self,
+        notice_ids: Sequence[int],
+        *,
+        owner: str,
+        status: str,
+        at: str,
+        error: str | None = None,
+    ) -> None:
+        """Record how this run's claimed notices fared: sent, failed, or back to pending."""
+        marks = ",".join("?" * len(notice_ids))
+        self.conn.execute(
+            "UPDATE notices SET status = ?, error = ?, updated_at = ?,"
+            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
+            f" WHERE id IN ({marks}) AND status = 'sending' AND claimed_by = ?",
+            [status, error, at, status, at, *notice_ids, owner],
+        )
+
+    def list_notices(self, *, status: str | None = None, kind: str | None = None) -> list[Notice]:
+        """The ledger, oldest first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status:
+            clauses.append("n.status = ?")
+            params.append(status)
+        if kind:
+            clauses.append("n.kind = ?")
+            params.append(kind)
+        sql = _NOTICE_SELECT
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return [Notice(*row) for row in self.conn.execute(sql + " ORDER BY n.id", params)]
+
+    # ---- import: chunked lookups and writes for `velory import` --------------------------
+
+    @contextmanager
+    def import_transaction(self, *, write: bool) -> Iterator[None]:
+        """The one transaction of an import: a write transaction, or for a dry run a read
+        snapshot that is always rolled back (and takes no write lock)."""
+        if write:
+            with self.transaction():
+                yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
+    def import_has_devices(self) -> bool:
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM devices)").fetchone()[0])
+
+    def import_next_device_id(self) -> int:
+        """The id the next new device gets; an import holds the write lock, so it numbers its
+        new devices itself and writes their history in the same ``executemany``."""
+        return int(self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM devices").fetchone()[0])
+
+    def import_begin(self) -> None:
+        """A temporary table of every serial the file has shown so far (upper-cased, with its
+        first row), so a repeated serial is found without holding the file in memory."""
+        self.conn.execute("DROP TABLE IF EXISTS temp.import_serials")
+        self.conn.execute(
+            "CREATE TEMP TABLE import_serials (key TEXT PRIMARY KEY, row INTEGER NOT NULL)"
+            " WITHOUT ROWID"
+        )
+
+    def import_end(self) -> None:
+        self.conn.execute("DROP TABLE IF EXISTS temp.import_serials")
+
+    def import_claim_serials(self, firsts: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """Of these (key, row) pairs, the keys an earlier claim already had, with that row;
+        the others are claimed for their row."""
+        if not firsts:
+            return {}
+        earlier = {
+            row[0]: row[1]
+            for row in self.conn.execute(
+                "SELECT key, row FROM temp.import_serials"
+                " WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps([key for key, _ in firsts], ensure_ascii=False),),
+            )
+        }
+        self.conn.executemany(
+            "INSERT INTO temp.import_serials (key, row) VALUES (?, ?)",
+            [pair for pair in firsts if pair[0] not in earlier] if earlier else firsts,
+        )
+        return earlier
+
+    def import_existing(self, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored devices among these serial keys, keyed by upper-cased serial, as
+        (id, status, model, category, user_email, user_name, distributor, purchase_date,
+        renewal_date, import_notes): one query for a whole chunk."""
+        if not keys:
+            return {}
+        rows = self.conn.execute(
+            "SELECT upper(serial), id, status, model, category, user_email, user_name,"
+            " distributor, purchase_date, renewal_date, import_notes FROM devices"
+            " WHERE serial IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(keys), ensure_ascii=False),),
+        )
+        return {row[0]: tuple(row)[1:] for row in rows}
+
+    def import_write(
+        self,
+        inserts: Sequence[tuple[Any, ...]],
+        updates: Sequence[tuple[Any, ...]],
+        history: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """A chunk of an import. ``inserts``: (id, source, status, serial, model, category,
+        user_email, user_name, distributor, purchase_date, renewal_date, import_notes,
+        created_at, updated_at); ``updates``: (model, category, user_email, user_name,
+        distributor, purchase_date, renewal_date, import_notes, updated_at, id); ``history``
+        as ``record_history_many`` takes it."""
+        if inserts:
+            self.conn.executemany(
+                "INSERT INTO devices (id, source, status, serial, model, category, user_email,"
+                " user_name, distributor, purchase_date, renewal_date, import_notes, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+        if updates:
+            self.conn.executemany(
+                "UPDATE devices SET model = ?, category = ?, user_email = ?, user_name = ?,"
+                " distributor = ?, purchase_date = ?, renewal_date = ?, import_notes = ?,"
+                " updated_at = ? WHERE id = ?",
+                updates,
+            )
+        if history:
+            self.record_history_many(history)
+
+    # ---- flow: status changes, replacements, renewals, todo, stats ----------------------
+
+    def apply_status_changes(
+        self, changes: Sequence[StatusChange], *, at: str, actor: str, action: str
+    ) -> None:
+        """Many devices' status changes at once: the devices, their history and their notes."""
+        self.conn.executemany(
+            "UPDATE devices SET status = ?, outcome = ?, status_changed_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            [(c.to_status, c.outcome, at, at, c.device_id) for c in changes],
+        )
+        self.record_history_many(
+            (
+                c.device_id,
+                at,
+                actor,
+                action,
+                c.from_status,
+                c.to_status,
+                json.dumps(c.details, ensure_ascii=False) if c.details else None,
+            )
+            for c in changes
+        )
+        self.conn.executemany(
+            "INSERT INTO notes (device_id, at, actor, text) VALUES (?, ?, ?, ?)",
+            [(c.device_id, at, actor, c.note) for c in changes if c.note],
+        )
+
+    def queue_notice(
+        self, device_id: int, *, kind: str, renewal_date: str, recipient: str, at: str
+    ) -> bool:
+        """A pending notice for the mailer; False when that notice is already queued."""
+        cursor = self.conn.execute(
+            "INSERT INTO notices (device_id, kind, renewal_date, recipient, status, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+            " ON CONFLICT (device_id, kind, renewal_date) DO NOTHING",
+            (device_id, kind, renewal_date, recipient, at, at),
+        )
+        return cursor.rowcount > 0
+
+    def renewals_due(self, until: str, where: DeviceFilter) -> list[tuple[Device, str | None]]:
+        """Devices not removed renewing on or before ``until``, soonest first, each with the
+        state of its renewal notice for its current renewal date (None when there is none)."""
+        sql, params = _renewals_sql(until, where)
+        return [
+            (Device(*row[: len(DEVICE_COLUMNS)]), row["notice_status"])
+            for row in self.conn.execute(sql, params)
+        ]
+
+    def renewals_query_plan(self, until: str, where: DeviceFilter) -> list[str]:
+        """How SQLite runs the renewals query: one line a step of EXPLAIN QUERY PLAN."""
+        sql, params = _renewals_sql(until, where)
+        return [row["detail"] for row in self.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+    def devices_in_statuses(self, statuses: Sequence[str]) -> list[Device]:
+        marks = ",".join("?" * len(statuses))
+        rows = self.conn.execute(
+            _DEVICE_SELECT + f" WHERE status IN ({marks}) ORDER BY serial", list(statuses)
+        )
+        return [_device(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, count(*) FROM devices GROUP BY status")
+        return {row[0]: row[1] for row in rows}
+
+    def count_by_distributor(self) -> list[tuple[str | None, int]]:
+        """Devices not removed per distributor name as spelt (spaces around ignored)."""
+        rows = self.conn.execute(
+            "SELECT nullif(trim(distributor), '') AS name, count(*) FROM devices"
+            " WHERE status != 'removed' GROUP BY name"
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def renewals_per_month(self, first_day: str, after_last_day: str) -> dict[str, int]:
+        """Devices not removed renewing in [first_day, after_last_day), keyed by "YYYY-MM"."""
+        rows = self.conn.execute(
+            "SELECT substr(renewal_date, 1, 7) AS month, count(*) FROM devices"
+            " WHERE status != 'removed' AND renewal_date >= ? AND renewal_date < ?"
+            " GROUP BY month",
+            (first_day, after_last_day),
+        )
+        return {row[0]: row[1] for row in rows}
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One device moving from one status to another, as ``apply_status_changes`` writes it."""
+
+    device_id: int
+    from_status: str
+    to_status: str
+    outcome: str | None
+    details: dict[str, Any] | None = None
+    note: str | None = None
+
+
+def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
+    # renewal_date <= ? is a range on the devices_renewal index (or, with a status, on
+    # devices_status_renewal), which also gives the order: no scan of the whole fleet.
+    clauses = ["d.renewal_date <= ?"]
+    params: list[Any] = [until]
+    if where.status:
+        clauses.append("d.status = ?")
+        params.append(where.status)
+    else:
+        clauses.append("d.status != 'removed'")
+    if where.user_email:
+        clauses.append("d.user_email = ?")
+        params.append(where.user_email.strip())
+    if where.distributor:
+        clauses.append("d.distributor LIKE ? ESCAPE '\\'")
+        params.append("%" + _like_escape(where.distributor.strip()) + "%")
+    sql = (
+        "SELECT "
+        + ", ".join("d." + column for column in DEVICE_COLUMNS)
+        + ", n.status AS notice_status FROM devices AS d"
+        " LEFT JOIN notices AS n ON n.device_id = d.id AND n.kind = 'renewal'"
+        " AND n.renewal_date = d.renewal_date"
+        " WHERE " + " AND ".join(clauses) + " ORDER BY d.renewal_date, d.serial"
+    )
+    return sql, params
 
 
 def _device(row: sqlite3.Row) -> Device:
