@@ -109,6 +109,8 @@ TRANSITIONS: dict[str, Transition] = {
     "deliver": Transition((RENEWAL_STARTED, RETURN_CONFIRMED), None, (_ordered, _not_delivered)),
     "confirm-return": Transition((RENEWAL_STARTED,), RETURN_CONFIRMED),
     "release": Transition((RETURN_CONFIRMED,), REMOVED),
+    # Undo a release made by mistake. A release deletes nothing, so this loses nothing.
+    "reinstate": Transition((REMOVED,), RETURN_CONFIRMED),
     "note": Transition(STATUSES, None),
 }
 
@@ -499,6 +501,27 @@ def deliver_replacement(
     )
     report.results.append(ActionResult(device.serial, True, True, device.status))
     return report
+
+
+def reinstate_device(
+    store: Store, serial: str, reason: str, *, now: str, actor: str
+) -> ActionReport:
+    """Undo a release made by mistake: back to ``return_confirmed``, the reason in the history.
+
+    A device that is ``return_confirmed`` already is unchanged; any other status is refused,
+    since only a released device can be reinstated.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise UsageError("--reason is empty; say why the release is undone")
+    return change_status(
+        store,
+        "reinstate",
+        [_one_serial(serial)],
+        now=now,
+        actor=actor,
+        details={"reason": reason},
+    )
 
 
 def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> ActionReport:

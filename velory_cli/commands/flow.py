@@ -192,6 +192,23 @@ def note(
     _finish(report, json_out)
 
 
+def reinstate(
+    ctx: typer.Context,
+    serial: SerialArgument,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the release is undone; kept in the history.")
+    ],
+    json_out: JsonOption = False,
+) -> None:
+    """Undo a release made by mistake: back to return_confirmed, the reason in the history."""
+    from velory_cli.lifecycle import reinstate_device
+
+    st = state(ctx)
+    with st.store() as store:
+        report = reinstate_device(store, serial, reason, now=now_utc(), actor=st.settings.actor)
+    _finish(report, json_out)
+
+
 def _interactive() -> bool:
     """Someone at a terminal who can answer: only then does release ask."""
     # A stream that is closed altogether (cron's `<&-`) is None, and certainly no terminal.
@@ -463,6 +480,7 @@ def register(app: typer.Typer) -> None:
     app.command("confirm-return")(confirm_return)
     app.command("release")(release)
     app.command("note")(note)
+    app.command("reinstate")(reinstate)
     app.command("renewals")(renewals)
     app.command("todo")(todo)
     app.command("stats")(stats)
