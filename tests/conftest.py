@@ -102,3 +102,30 @@ def run(env: dict[str, str], tmp_path: Path) -> Run:
 def json_out(result: Result | subprocess.CompletedProcess[str]) -> Any:
     """The one JSON document a --json run printed on stdout."""
     return json.loads(result.stdout)
+
+
+# ---- notices: a real SMTP server on 127.0.0.1 ----------------------------------------------
+
+
+@pytest.fixture
+def smtp_factory() -> Any:
+    """Start SMTP servers with settings of the test's choosing (refusing, deferring, slow,
+    STARTTLS with a login); every one is stopped when the test ends."""
+    from tests.smtp_server import SmtpServer
+
+    started: list[SmtpServer] = []
+
+    def start(**settings: Any) -> SmtpServer:
+        server = SmtpServer(**settings).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_factory: Any) -> Any:
+    """A plain SMTP server that accepts every mail; ``.env`` points velory at it."""
+    return smtp_factory()

@@ -1,9 +1,205 @@
-"""velory commands of this area (being built)."""
+"""velory notices send (the cron job) and velory notices list (the ledger)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from velory_cli.commands.common import (
+    CsvOption,
+    JsonOption,
+    now_utc,
+    output_mode,
+    parse_as_of,
+    state,
+)
+
+if TYPE_CHECKING:
+    from velory_cli.notices import SendReport
+    from velory_cli.render import Column
+
+notices_app = typer.Typer(
+    name="notices",
+    help="Renewal notices and personal-data reminders: send the due ones (cron), list them.",
+    no_args_is_help=True,
+)
+
+# How each outcome reads in the dry-run table.
+WOULD = {"pending": "would send", "cancelled": "would cancel", "skipped": "skipped"}
+
+
+@notices_app.command("send")
+def send(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The day to send for (default today's local date)."),
+    ] = None,
+    lead_days: Annotated[
+        int | None,
+        typer.Option(
+            "--lead-days",
+            min=0,
+            help="Days before the renewal date a notice is due (default lead_days, else 30).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write and send nothing; show what would be sent.")
+    ] = False,
+    outbox: Annotated[
+        Path | None,
+        typer.Option(
+            "--outbox",
+            help="Write one .eml file per mail into this folder instead of using SMTP.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Mail every notice that is due: the cron job, once a day."""
+    from velory_cli import render
+    from velory_cli.mailer import resolve_delivery
+    from velory_cli.notices import claim_owner, mail_style, notice_rules, send_notices
+
+    st = state(ctx)
+    settings = st.settings
+    rules = notice_rules(settings, parse_as_of(as_of), lead_days)
+    delivery = resolve_delivery(settings, outbox=outbox, dry_run=dry_run)
+    style = mail_style(settings, delivery.sender)
+    for warning in delivery.warnings:
+        render.warn(warning)
+    if not dry_run:
+        delivery.check()
+    transport = None if dry_run else delivery.transport()
+    with st.store() as store:
+        report = send_notices(
+            store, rules, style, transport=transport, clock=now_utc, owner=claim_owner()
+        )
+    _show_report(report, json_out=json_out, quiet=quiet)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _show_report(report: SendReport, *, json_out: bool, quiet: bool) -> None:
+    """The result on stdout (JSON, or the dry run's table), warnings and errors on stderr, and
+    one summary line: on stdout, or stderr with --json; none with --quiet when all went well."""
+    from velory_cli import render
+
+    if json_out:
+        render.emit_json(report.to_dict())
+    elif report.dry_run and not (quiet and report.exit_code == 0):
+        render.table(
+            _dry_run_columns(),
+            _dry_run_rows(report),
+            title="Notices (dry run)",
+            empty="No notices due.",
+        )
+    for warning in report.warnings:
+        render.warn(warning)
+    for message in report.errors:
+        render.error(message)
+    if quiet and report.exit_code == 0:
+        return
+    if json_out or quiet:
+        render.info(_summary(report))
+    else:
+        render.line(_summary(report))
+
+
+def _summary(report: SendReport) -> str:
+    counts = report.to_dict()
+    if report.dry_run:
+        return (
+            f"Dry run: {counts['pending']} notices would be sent, {counts['cancelled']} "
+            f"cancelled, {counts['skipped']} skipped (no email); nothing was written or sent."
+        )
+    if not report.outcomes:
+        return "No notices due."
+    mails = f" in {report.mails} mails" if report.mails != counts["sent"] else ""
+    return (
+        f"Notices: {counts['sent']} sent{mails}, {counts['failed']} failed, "
+        f"{counts['pending']} pending, {counts['skipped']} skipped (no email), "
+        f"{counts['cancelled']} cancelled."
+    )
+
+
+def _dry_run_columns() -> list[Column]:
+    from velory_cli.render import Column
+
+    return [
+        Column("Serial", "serial", no_wrap=True),
+        Column("Kind", "kind"),
+        Column("To", "recipient"),
+        Column("Renewal", "renewal_date", no_wrap=True),
+        Column("Would", "would"),
+        Column("Why", "error"),
+    ]
+
+
+def _dry_run_rows(report: SendReport) -> Iterable[dict[str, Any]]:
+    for outcome in report.outcomes:
+        row = outcome.to_dict()
+        row["would"] = WOULD.get(outcome.status, outcome.status)
+        yield row
+
+
+@notices_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this state: pending, sending, sent, failed, cancelled."),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only this kind: renewal, personal_data, reminder_DAYS."),
+    ] = None,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """Every notice with its state: what was sent, when, to whom, and what failed."""
+    from velory_cli import render
+    from velory_cli.models import NOTICE_KEYS
+    from velory_cli.notices import list_notices
+
+    mode = output_mode(json_out, csv_out)
+    with state(ctx).store() as store:
+        found = list_notices(store, status=status, kind=kind)
+    rows = [notice.to_dict() for notice in found]
+    if mode == "json":
+        render.emit_json(rows)
+    elif mode == "csv":
+        render.emit_csv(rows, NOTICE_KEYS)
+    else:
+        render.table(_list_columns(), rows, title="Notices", empty="No notices.")
+
+
+def _list_columns() -> list[Column]:
+    from velory_cli.render import Column
+
+    return [
+        Column("Serial", "serial", no_wrap=True),
+        Column("Kind", "kind"),
+        Column("To", "recipient"),
+        Column("Renewal", "renewal_date", no_wrap=True),
+        Column("Status", "status", style=_status_style),
+        Column("Tries", "attempts", justify="right"),
+        Column("Sent", "sent_at", no_wrap=True),
+        Column("Error", "error"),
+    ]
+
+
+def _status_style(row: Mapping[str, Any]) -> str | None:
+    return {"failed": "red", "pending": "yellow", "sending": "yellow"}.get(row["status"])
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    app.add_typer(notices_app, name="notices")

@@ -1,0 +1,185 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 for the notices tests, collecting what it gets.
+
+Its behaviour is set per test: recipients it refuses for good (550) or for now (451), a delay
+before it answers a message (a slow server), STARTTLS with a test certificate and a login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Received:
+    """One mail the server accepted: its envelope and its bytes as they came."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = BytesParser(policy=policy.default).parsebytes(self.data)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        assert part is not None
+        return str(part.get_content()).replace("\r\n", "\n")
+
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        assert part is not None
+        return str(part.get_content()).replace("\r\n", "\n")
+
+
+@dataclass
+class SmtpServer:
+    """The server's settings for one test; ``start`` runs it, ``env`` tells velory about it."""
+
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    refuse: set[str] = field(default_factory=set)  # recipients answered 550
+    defer: set[str] = field(default_factory=set)  # recipients answered 451
+    delay: float = 0.0  # seconds before answering a message
+    tls_cert: tuple[Path, Path] | None = None  # (certificate, key): offer STARTTLS
+    logins: dict[str, str] | None = None  # user -> password: require a login
+    received: list[Received] = field(default_factory=list)
+    connections: int = 0
+    _controller: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---- aiosmtpd handler hooks ----------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.lower() in self.refuse:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if address.lower() in self.defer:
+            return "451 4.3.0 Mailbox temporarily unavailable, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self._lock:
+            self.received.append(
+                Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content))
+            )
+        return "250 2.0.0 OK: queued"
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        logins = self.logins or {}
+        if isinstance(auth_data, LoginPassword):
+            user = auth_data.login.decode()
+            if logins.get(user) == auth_data.password.decode():
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def start(self) -> SmtpServer:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+
+        kwargs: dict[str, Any] = {}
+        if self.tls_cert is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(self.tls_cert[0]), str(self.tls_cert[1]))
+            kwargs["tls_context"] = context
+        if self.logins is not None:
+            kwargs["authenticator"] = self._authenticate
+            kwargs["auth_required"] = True
+            kwargs["auth_require_tls"] = True
+        self._controller = Controller(self, hostname=self.host, port=self.port, **kwargs)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The VELORY_* settings that point velory at this server."""
+        return {
+            "VELORY_SMTP_HOST": self.host,
+            "VELORY_SMTP_PORT": str(self.port),
+            "VELORY_SMTP_TLS": "none",
+            "VELORY_MAIL_FROM": "IT Support <it@example.com>",
+        }
+
+    # ---- what arrived ----------------------------------------------------------------------
+
+    def messages(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def recipients(self) -> list[str]:
+        return [rcpt for mail in self.messages() for rcpt in mail.rcpt_tos]
+
+    def to(self, address: str) -> list[Received]:
+        return [mail for mail in self.messages() if address in mail.rcpt_tos]
+
+
+def make_test_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, made with the openssl command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -1,0 +1,377 @@
+"""velory notices send and velory notices list, run in-process: exit codes, stdout, stderr."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Invoke, json_out
+from tests.factory import add_device
+from tests.smtp_server import SmtpServer, free_port
+from velory_cli.store import Store
+
+StartServer = Callable[..., SmtpServer]
+AS_OF = ["--as-of", "2026-11-01"]
+
+
+def seed(home: Path, *devices: tuple[str, dict[str, Any]]) -> None:
+    with Store.open(home / "velory.db") as store:
+        for serial, fields in devices:
+            add_device(store, serial, **fields)
+
+
+def write_config(home: Path, text: str, mode: int = 0o600) -> None:
+    path = home / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, mode)
+
+
+def due(serial: str, renewal_date: str = "2026-11-20", **fields: Any) -> tuple[str, dict[str, Any]]:
+    return serial, {"renewal_date": renewal_date, **fields}
+
+
+# ---- notices send --------------------------------------------------------------------------
+
+
+def test_without_mail_settings_send_exits_78_naming_the_variables(
+    invoke: Invoke, home: Path
+) -> None:
+    seed(home, due("A"))
+    result = invoke(["notices", "send", *AS_OF])
+    assert result.exit_code == 78
+    assert result.stdout == ""
+    assert "VELORY_SMTP_HOST" in result.stderr
+    assert "VELORY_MAIL_FROM" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_send_mails_the_due_devices_and_prints_one_summary_line(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"), due("B"), due("LATER", "2027-06-01"))
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert sorted(smtp_server.recipients()) == ["a@example.com", "b@example.com"]
+    assert result.stdout.strip().splitlines() == [
+        "Notices: 2 sent, 0 failed, 0 pending, 0 skipped (no email), 0 cancelled."
+    ]
+    assert result.stderr == ""
+
+
+def test_nothing_due_says_so(invoke: Invoke, home: Path, smtp_server: SmtpServer) -> None:
+    seed(home, due("LATER", "2027-06-01"))
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "No notices due."
+    assert smtp_server.messages() == []
+
+
+def test_json_goes_to_stdout_and_the_summary_to_stderr(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"), due("NOMAIL", user_email=None))
+    result = invoke(["notices", "send", *AS_OF, "--json"], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    data = json_out(result)
+    assert {key: data[key] for key in ("sent", "failed", "pending", "skipped", "cancelled")} == {
+        "sent": 1,
+        "failed": 0,
+        "pending": 0,
+        "skipped": 1,
+        "cancelled": 0,
+    }
+    assert data["dry_run"] is False
+    assert {"serial", "kind", "recipient", "status", "error"} <= set(data["notices"][0])
+    sent = [n for n in data["notices"] if n["status"] == "sent"]
+    assert sent == [
+        {
+            "serial": "A",
+            "kind": "renewal",
+            "recipient": "a@example.com",
+            "status": "sent",
+            "error": None,
+            "renewal_date": "2026-11-20",
+        }
+    ]
+    assert "Notices: 1 sent" in result.stderr
+    assert "NOMAIL" in result.stderr
+
+
+def test_quiet_prints_nothing_when_all_went_well(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"))
+    result = invoke(["notices", "send", *AS_OF, "--quiet"], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    assert smtp_server.recipients() == ["a@example.com"]
+
+
+def test_quiet_still_warns_about_a_device_without_email(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"), due("NOMAIL", user_email=None))
+    result = invoke(["notices", "send", *AS_OF, "-q"], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "warning: NOMAIL: due for renewal on 2026-11-20 but has no user email" in result.stderr
+
+
+def test_a_refused_recipient_fails_alone_and_exits_1(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    server = smtp_factory(refuse={"gone@example.com"})
+    seed(home, due("A"), due("GONE", user_email="gone@example.com"), due("C"))
+    result = invoke(["notices", "send", *AS_OF, "--json", "--quiet"], extra_env=server.env)
+    assert result.exit_code == 1
+    data = json_out(result)
+    assert (data["sent"], data["failed"]) == (2, 1)
+    failed = [n for n in data["notices"] if n["status"] == "failed"]
+    assert failed[0]["serial"] == "GONE"
+    assert "550 5.1.1" in failed[0]["error"]
+    assert "error: GONE: the renewal notice to gone@example.com failed" in result.stderr
+    assert "Notices: 2 sent, 1 failed" in result.stderr  # --quiet speaks when something failed
+
+
+def test_an_unreachable_server_exits_75_and_keeps_every_notice_pending(
+    invoke: Invoke, home: Path
+) -> None:
+    seed(home, due("A"), due("B"))
+    env = {
+        "VELORY_SMTP_HOST": "127.0.0.1",
+        "VELORY_SMTP_PORT": str(free_port()),
+        "VELORY_MAIL_FROM": "it@example.com",
+    }
+    result = invoke(["notices", "send", *AS_OF, "--json"], extra_env=env)
+    assert result.exit_code == 75
+    assert json_out(result)["pending"] == 2
+    assert "cannot reach the mail server 127.0.0.1" in result.stderr
+    listed = json_out(invoke(["notices", "list", "--json"]))
+    assert [(n["status"], n["attempts"]) for n in listed] == [("pending", 0), ("pending", 0)]
+
+
+def test_credentials_without_tls_exit_78(invoke: Invoke, home: Path) -> None:
+    seed(home, due("A"))
+    env = {
+        "VELORY_SMTP_HOST": "mail.example.com",
+        "VELORY_SMTP_USER": "velory",
+        "VELORY_SMTP_PASSWORD": "secret",
+        "VELORY_SMTP_TLS": "none",
+        "VELORY_MAIL_FROM": "it@example.com",
+    }
+    result = invoke(["notices", "send", *AS_OF], extra_env=env)
+    assert result.exit_code == 78
+    assert result.stdout == ""
+    assert "credentials without TLS" in result.stderr
+
+
+def test_a_dry_run_needs_no_mail_server_and_writes_nothing(invoke: Invoke, home: Path) -> None:
+    seed(home, due("A"), due("NOMAIL", user_email=None))
+    result = invoke(["notices", "send", *AS_OF, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would send" in result.stdout
+    assert "a@example.com" in result.stdout
+    assert "Dry run: 1 notices would be sent" in result.stdout
+    assert "nothing was written or sent" in result.stdout
+    assert json_out(invoke(["notices", "list", "--json"])) == []
+
+
+def test_a_dry_run_in_json(invoke: Invoke, home: Path) -> None:
+    seed(home, due("A"))
+    result = invoke(["notices", "send", *AS_OF, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json_out(result)
+    assert data["dry_run"] is True
+    assert data["sent"] == 0
+    assert [(n["serial"], n["status"]) for n in data["notices"]] == [("A", "pending")]
+
+
+def test_the_outbox_gets_one_eml_per_mail(invoke: Invoke, home: Path, tmp_path: Path) -> None:
+    seed(home, due("A"), due("B"))
+    outbox = tmp_path / "outbox"
+    result = invoke(["notices", "send", *AS_OF, "--outbox", str(outbox)])
+    assert result.exit_code == 0, result.output
+    files = sorted(outbox.glob("*.eml"))
+    assert len(files) == 2
+    assert "To: User A <a@example.com>" in files[0].read_text(encoding="utf-8")
+    listed = json_out(invoke(["notices", "list", "--json"]))
+    assert [n["status"] for n in listed] == ["sent", "sent"]
+    assert all(n["message_id"] for n in listed)
+
+
+def test_an_outbox_that_cannot_be_written_exits_73(
+    invoke: Invoke, home: Path, tmp_path: Path
+) -> None:
+    seed(home, due("A"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    result = invoke(["notices", "send", *AS_OF, "--outbox", str(blocker)])
+    assert result.exit_code == 73
+    assert result.stdout == ""
+    assert json_out(invoke(["notices", "list", "--json"])) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--as-of", "next week"], ["--lead-days", "-1"], ["--lead-days", "soon"]],
+)
+def test_bad_options_are_usage_errors(invoke: Invoke, home: Path, args: list[str]) -> None:
+    result = invoke(["notices", "send", "--dry-run", *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+
+
+def test_lead_days_comes_from_the_option_then_config_toml(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("WEEK", "2026-11-08"), due("MONTH", "2026-11-30"), due("TWO", "2026-12-20"))
+    write_config(home, "lead_days = 7\n")
+    first = invoke(["notices", "send", *AS_OF, "--json"], extra_env=smtp_server.env)
+    assert [n["serial"] for n in json_out(first)["notices"]] == ["WEEK"]
+    second = invoke(
+        ["notices", "send", *AS_OF, "--lead-days", "60", "--json"], extra_env=smtp_server.env
+    )
+    assert sorted(n["serial"] for n in json_out(second)["notices"]) == ["MONTH", "TWO"]
+
+
+def test_renewal_notices_can_be_turned_off_in_config_toml(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"))
+    write_config(home, "renewal_notices = false\n")
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert smtp_server.messages() == []
+    assert json_out(invoke(["notices", "list", "--json"])) == []
+
+
+def test_language_company_and_portal_come_from_config_toml(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A", user_name="Åsa"))
+    write_config(
+        home,
+        'language = "sv"\ncompany_name = "Exempel AB"\nportal_url = "https://velory.example.com"\n',
+    )
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    received = smtp_server.messages()[0]
+    assert str(received.message["Subject"]) == "Åtgärd krävs: Din enhet ska förnyas"
+    text = received.text()
+    assert text.startswith("Hej Åsa!")
+    assert "Öppna https://velory.example.com och klicka" in text
+    assert text.rstrip().endswith("IT på Exempel AB")
+
+
+def test_a_templates_folder_in_the_app_directory_overrides_the_built_in_mail(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"))
+    (home / "templates").mkdir()
+    (home / "templates" / "renewal.en.txt").write_text(
+        "Subject: Renew your $company laptop\n\n$greeting\n$devices\n", encoding="utf-8"
+    )
+    write_config(home, 'company_name = "Acme"\n')
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert str(smtp_server.messages()[0].message["Subject"]) == "Renew your Acme laptop"
+
+
+def test_a_broken_template_exits_78_before_anything_is_sent(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"))
+    (home / "templates").mkdir()
+    (home / "templates" / "renewal.en.html").write_text("<p>$nonsense</p>", encoding="utf-8")
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 78
+    assert "renewal.en.html uses $nonsense" in result.stderr
+    assert smtp_server.messages() == []
+
+
+def test_a_config_file_with_a_password_others_can_read_is_warned_about(
+    invoke: Invoke, home: Path, tmp_path: Path
+) -> None:
+    write_config(
+        home,
+        'smtp_host = "mail.example.com"\nsmtp_user = "velory"\nsmtp_password = "secret"\n'
+        'smtp_tls = "starttls"\nmail_from = "it@example.com"\n',
+        mode=0o644,
+    )
+    result = invoke(["notices", "send", *AS_OF, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "holds the SMTP password and can be read by other users" in result.stderr
+
+
+# ---- notices list --------------------------------------------------------------------------
+
+
+def _seed_ledger(invoke: Invoke, home: Path, server: SmtpServer) -> None:
+    seed(home, due("A"), due("GONE", user_email="gone@example.com"))
+    invoke(["notices", "send", *AS_OF, "--quiet"], extra_env=server.env)
+
+
+def test_list_prints_every_notice_as_json(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    _seed_ledger(invoke, home, smtp_factory(refuse={"gone@example.com"}))
+    result = invoke(["notices", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json_out(result)
+    assert list(rows[0]) == [
+        "serial",
+        "kind",
+        "recipient",
+        "renewal_date",
+        "status",
+        "attempts",
+        "sent_at",
+        "error",
+        "message_id",
+    ]
+    assert [(r["serial"], r["status"], r["attempts"]) for r in rows] == [
+        ("A", "sent", 1),
+        ("GONE", "failed", 1),
+    ]
+    assert rows[0]["sent_at"] and rows[1]["sent_at"] is None
+    assert rows[0]["message_id"].startswith("<velory.")
+
+
+def test_list_filters_by_status_and_kind(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    _seed_ledger(invoke, home, smtp_factory(refuse={"gone@example.com"}))
+    failed = json_out(invoke(["notices", "list", "--status", "failed", "--json"]))
+    assert [r["serial"] for r in failed] == ["GONE"]
+    assert json_out(invoke(["notices", "list", "--kind", "personal_data", "--json"])) == []
+
+
+def test_list_as_csv_and_as_a_table(invoke: Invoke, home: Path, smtp_server: SmtpServer) -> None:
+    _seed_ledger(invoke, home, smtp_server)
+    as_csv = invoke(["notices", "list", "--csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["serial"] for r in rows] == ["A", "GONE"]
+    assert rows[0]["status"] == "sent"
+    table = invoke(["notices", "list"])
+    assert table.exit_code == 0, table.output
+    assert "gone@example.com" in table.stdout
+
+
+def test_an_empty_ledger(invoke: Invoke, home: Path) -> None:
+    result = invoke(["notices", "list"])
+    assert result.exit_code == 0, result.output
+    assert "No notices." in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--status", "done"], ["--kind", "letter"], ["--json", "--csv"]])
+def test_list_usage_errors(invoke: Invoke, home: Path, args: list[str]) -> None:
+    result = invoke(["notices", "list", *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""

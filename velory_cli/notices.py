@@ -1,0 +1,1104 @@
+"""Renewal notices and personal-data reminders: which are due, the mails, and the ledger.
+
+Every notice is one row of the ``notices`` table, unique per device, kind and renewal date, so a
+device gets one renewal notice per renewal date however often cron runs. A run:
+
+1. plans, inside one write transaction: queues the notices that became due, cancels pending ones
+   whose device was started, removed or given a new renewal date, and re-addresses pending ones
+   whose device has a new email;
+2. sends, one mail per recipient (several due notices of one user go in one mail): each mail's
+   notices are claimed (``pending`` -> ``sending``) in their own short transaction before the
+   server sees anything, and marked ``sent`` only once the server accepted the mail.
+
+A claim left by a run that died (its process is gone, or the claim is older than
+``CLAIM_TIMEOUT``) is sent again, with the same Message-ID, and the run says so: the one case
+where a user can get a notice twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from velory_cli import lifecycle
+from velory_cli.config import DEFAULT_LEAD_DAYS, Settings
+from velory_cli.errors import ConfigError, ExitCode, OutputUnwritable, UsageError, worst
+from velory_cli.models import Device, Notice
+
+if TYPE_CHECKING:
+    from string import Template
+
+    from velory_cli.mailer import Outgoing, Transport
+    from velory_cli.store import Store
+
+RENEWAL = "renewal"
+PERSONAL_DATA = "personal_data"
+REMINDER_PREFIX = "reminder_"
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, SENDING, SENT, FAILED, CANCELLED)
+# Not a ledger state: a device that was due but has no email to send to.
+SKIPPED = "skipped"
+
+LANGUAGES = ("en", "sv")
+DEFAULT_LANGUAGE = "en"
+# A claim older than this is abandoned even when its process seems to live on (another host,
+# or a reused process id). One claim covers one SMTP transaction: seconds, not hours.
+CLAIM_TIMEOUT = timedelta(hours=1)
+
+
+def reminder_kind(days: int) -> str:
+    return f"{REMINDER_PREFIX}{days}"
+
+
+def is_reminder(kind: str) -> bool:
+    return kind.startswith(REMINDER_PREFIX) and kind[len(REMINDER_PREFIX) :].isdigit()
+
+
+def is_renewal_kind(kind: str) -> bool:
+    """The renewal notice and its reminders: what ``renewal_notices = false`` turns off."""
+    return kind == RENEWAL or is_reminder(kind)
+
+
+def check_kind(kind: str) -> str:
+    kind = kind.strip().lower()
+    if kind in (RENEWAL, PERSONAL_DATA) or is_reminder(kind):
+        return kind
+    raise UsageError(f"unknown kind {kind!r}; use renewal, personal_data or reminder_DAYS")
+
+
+def check_status(status: str) -> str:
+    status = status.strip().lower()
+    if status not in STATUSES:
+        raise UsageError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    return status
+
+
+# ---- settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeRules:
+    """Which notices are due on ``as_of``."""
+
+    as_of: date
+    lead_days: int = 30
+    renewal_notices: bool = True
+    reminder_days: tuple[int, ...] = ()
+
+
+def parse_reminder_days(raw: Any) -> tuple[int, ...]:
+    """``reminder_days`` from config.toml (a list) or the environment ("7,1"); () when off."""
+    if raw is None or raw == "" or raw is False:
+        return ()
+    items: list[Any]
+    if isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        items = [part for part in re.split(r"[\s,]+", str(raw).strip()) if part]
+    days: set[int] = set()
+    for item in items:
+        try:
+            value = int(item)
+        except (TypeError, ValueError):
+            value = 0
+        if isinstance(item, bool) or not 0 < value <= 365:
+            raise ConfigError(
+                f"reminder_days must be whole numbers of days before the renewal date "
+                f"(1-365), like [7, 1]; not {raw!r}"
+            )
+        days.add(value)
+    return tuple(sorted(days, reverse=True))
+
+
+@dataclass(frozen=True)
+class MailStyle:
+    """How the mails read: language, the company's name, the link, the sender, overrides."""
+
+    sender: str
+    language: str = DEFAULT_LANGUAGE
+    company_name: str = ""
+    portal_url: str | None = None
+    templates_dir: Path | None = None
+
+
+def check_language(raw: Any) -> str:
+    language = str(raw or DEFAULT_LANGUAGE).strip().lower()
+    if language not in LANGUAGES:
+        raise ConfigError(f"language must be one of {', '.join(LANGUAGES)}, not {raw!r}")
+    return language
+
+
+def check_portal_url(raw: Any) -> str | None:
+    if raw is None or not str(raw).strip():
+        return None
+    url = str(raw).strip()
+    if not re.match(r"https?://[^\s<>\"']+$", url, re.IGNORECASE):
+        raise ConfigError(f"portal_url must be an http or https address, not {url!r}")
+    return url
+
+
+def notice_rules(settings: Settings, as_of: date, lead_days: int | None = None) -> NoticeRules:
+    """The rules of this run: ``--lead-days`` over ``lead_days`` in config.toml over 30."""
+    if lead_days is None:
+        lead_days = settings.integer("lead_days", DEFAULT_LEAD_DAYS)
+    if lead_days < 0:
+        raise ConfigError(f"lead_days must be 0 or more days, not {lead_days}")
+    return NoticeRules(
+        as_of=as_of,
+        lead_days=lead_days,
+        renewal_notices=settings.flag("renewal_notices", True),
+        reminder_days=parse_reminder_days(settings.value("reminder_days")),
+    )
+
+
+def mail_style(settings: Settings, sender: str) -> MailStyle:
+    """How the mails read: ``language``, ``company_name``, ``portal_url``, ``templates_dir``
+    (default: a ``templates`` folder in the app directory, when there is one)."""
+    raw_dir = settings.value("templates_dir")
+    templates_dir: Path | None = None
+    if raw_dir is not None and str(raw_dir).strip():
+        templates_dir = Path(str(raw_dir).strip()).expanduser()
+        if not templates_dir.is_absolute():
+            base = settings.config_path.parent if settings.config_path else settings.app_dir
+            templates_dir = base / templates_dir
+        if not templates_dir.is_dir():
+            raise ConfigError(f"templates_dir {templates_dir} is not a folder")
+    elif (settings.app_dir / "templates").is_dir():
+        templates_dir = settings.app_dir / "templates"
+    return MailStyle(
+        sender=sender,
+        language=check_language(settings.value("language", DEFAULT_LANGUAGE)),
+        company_name=one_line(settings.value("company_name", "")),
+        portal_url=check_portal_url(settings.value("portal_url")),
+        templates_dir=templates_dir,
+    )
+
+
+def list_notices(
+    store: Store, *, status: str | None = None, kind: str | None = None
+) -> list[Notice]:
+    """The ledger, oldest first: every notice with its state."""
+    return store.list_notices(
+        status=check_status(status) if status else None,
+        kind=check_kind(kind) if kind else None,
+    )
+
+
+# ---- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeOutcome:
+    """What became of one notice in this run (or would, in a dry run)."""
+
+    serial: str
+    kind: str
+    recipient: str | None
+    status: str
+    error: str | None = None
+    renewal_date: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "kind": self.kind,
+            "recipient": self.recipient,
+            "status": self.status,
+            "error": self.error,
+            "renewal_date": self.renewal_date,
+        }
+
+
+@dataclass
+class SendReport:
+    """One run of ``velory notices send``."""
+
+    dry_run: bool
+    outcomes: list[NoticeOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    mails: int = 0
+    exit_code: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.count(SENT),
+            "failed": self.count(FAILED),
+            "pending": self.count(PENDING),
+            "skipped": self.count(SKIPPED),
+            "cancelled": self.count(CANCELLED),
+            "dry_run": self.dry_run,
+            "mails": self.mails,
+            "notices": [outcome.to_dict() for outcome in self.outcomes],
+        }
+
+
+# ---- which notices are due ---------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    new: list[tuple[Device, str]] = field(default_factory=list)
+    cancel: list[tuple[Notice, str]] = field(default_factory=list)
+    readdress: list[tuple[int, str]] = field(default_factory=list)
+    revived: list[tuple[Device, str]] = field(default_factory=list)
+    skipped: list[NoticeOutcome] = field(default_factory=list)
+    sendable: list[tuple[Notice, Device]] = field(default_factory=list)
+    abandoned: list[tuple[Notice, Device]] = field(default_factory=list)
+
+
+def _cancel_reason(notice: Notice, device: Device) -> str | None:
+    """Why a renewal notice (or reminder) is no longer to be sent; None when it still is."""
+    if device.status == lifecycle.REMOVED:
+        return "the device was removed"
+    if device.status == lifecycle.RENEWAL_STARTED:
+        return "the renewal process was started"
+    if device.status != lifecycle.ACTIVE:
+        return "the return of the device was confirmed"
+    if device.renewal_date != notice.renewal_date:
+        if device.renewal_date:
+            return f"the renewal date changed to {device.renewal_date}"
+        return "the device no longer has a renewal date"
+    if device.dustin:
+        return "the device is Dustin's: Dustin's own process applies"
+    if device.source != "imported":
+        return "the device is a store device: Velory's own process applies"
+    return None
+
+
+def _reminder_due(
+    device: Device, rules: NoticeRules, states: Mapping[tuple[int, str, str], Any]
+) -> str | None:
+    """The reminder kind due for this device today, if any.
+
+    The reminder for N days is due from N days before the renewal date until the date itself,
+    once the renewal notice went out before that day; of several, only the nearest is sent.
+    """
+    if not rules.reminder_days or not device.renewal_date:
+        return None
+    renewal = date.fromisoformat(device.renewal_date)
+    days_left = (renewal - rules.as_of).days
+    if days_left < 0:
+        return None
+    reached = [days for days in rules.reminder_days if days >= days_left]
+    if not reached:
+        return None
+    days = min(reached)
+    notice_state = states.get((device.id, RENEWAL, device.renewal_date))
+    if not notice_state or notice_state[1] != SENT or not notice_state[2]:
+        return None
+    sent_on = str(notice_state[2])[:10]
+    if sent_on >= (renewal - timedelta(days=days)).isoformat():
+        return None  # the renewal notice itself went out inside this reminder's window
+    return reminder_kind(days)
+
+
+def _plan(
+    store: Store,
+    rules: NoticeRules,
+    *,
+    now: datetime,
+    claim_is_live: Callable[[str | None], bool],
+) -> _Plan:
+    plan = _Plan()
+    horizon = rules.as_of + timedelta(days=rules.lead_days)
+    candidates: list[Device] = []
+    if rules.renewal_notices:
+        candidates = [d for d in store.renewal_candidates(horizon.isoformat()) if not d.dustin]
+    states = store.notice_states([device.id for device in candidates])
+    for device in candidates:
+        assert device.renewal_date is not None
+        renewal_key = (device.id, RENEWAL, device.renewal_date)
+        if not (device.user_email or "").strip():
+            if renewal_key not in states:
+                plan.skipped.append(
+                    NoticeOutcome(
+                        device.serial,
+                        RENEWAL,
+                        None,
+                        SKIPPED,
+                        "the device has no user email",
+                        device.renewal_date,
+                    )
+                )
+            continue
+        wanted = [RENEWAL]
+        reminder = _reminder_due(device, rules, states)
+        if reminder:
+            wanted.append(reminder)
+        for kind in wanted:
+            state = states.get((device.id, kind, device.renewal_date))
+            if state is None:
+                plan.new.append((device, kind))
+            elif state[1] == CANCELLED:
+                # Cancelled when the device changed, and due again now that it changed back.
+                plan.revived.append((device, kind))
+                plan.readdress.append((state[0], (device.user_email or "").strip()))
+
+    for notice, device in store.notices_with_devices((PENDING, SENDING)):
+        renewal_kind = is_renewal_kind(notice.kind)
+        if not renewal_kind and notice.kind != PERSONAL_DATA:
+            continue  # a kind this velory does not know
+        if notice.status == SENDING and _claim_held(notice, now, claim_is_live):
+            continue  # another run is sending it right now
+        if renewal_kind:
+            reason = _cancel_reason(notice, device)
+            if reason:
+                plan.cancel.append((notice, reason))
+                continue
+            if not rules.renewal_notices:
+                continue  # turned off: left as it is, not sent
+        if notice.status == SENDING:
+            plan.abandoned.append((notice, device))
+            continue
+        recipient = (device.user_email or "").strip() if renewal_kind else None
+        if renewal_kind and not recipient:
+            plan.skipped.append(
+                NoticeOutcome(
+                    device.serial,
+                    notice.kind,
+                    notice.recipient,
+                    SKIPPED,
+                    "the device has no user email",
+                    notice.renewal_date,
+                )
+            )
+            continue
+        if recipient and recipient.lower() != (notice.recipient or "").strip().lower():
+            plan.readdress.append((notice.id, recipient))
+            notice = replace(notice, recipient=recipient)
+        if not (notice.recipient or "").strip():
+            plan.skipped.append(
+                NoticeOutcome(
+                    device.serial,
+                    notice.kind,
+                    None,
+                    SKIPPED,
+                    "the notice has no recipient",
+                    notice.renewal_date,
+                )
+            )
+            continue
+        plan.sendable.append((notice, device))
+
+    if rules.renewal_notices:
+        for notice, device in store.failed_notices_readdressed():
+            if _cancel_reason(notice, device) is None and device.user_email:
+                plan.readdress.append((notice.id, device.user_email.strip()))
+                plan.sendable.append((replace(notice, recipient=device.user_email.strip()), device))
+    return plan
+
+
+def _claim_held(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
+    """True while the run that claimed a notice may still be sending it."""
+    return claim_is_live(notice.claimed_by) and not _claim_expired(notice, now)
+
+
+def _claim_expired(notice: Notice, now: datetime) -> bool:
+    if not notice.claimed_at:
+        return True
+    try:
+        claimed = datetime.fromisoformat(notice.claimed_at)
+    except ValueError:
+        return True
+    if claimed.tzinfo is None or now.tzinfo is None:
+        claimed, now = claimed.replace(tzinfo=None), now.replace(tzinfo=None)
+    return now - claimed > CLAIM_TIMEOUT
+
+
+def _apply(store: Store, plan: _Plan, *, at: str) -> None:
+    store.insert_notices(
+        (device.id, kind, device.renewal_date or "", (device.user_email or "").strip(), at)
+        for device, kind in plan.new
+    )
+    store.cancel_notices(((notice.id, reason) for notice, reason in plan.cancel), at=at)
+    store.readdress_notices(plan.readdress, at=at)
+
+
+# ---- claims ------------------------------------------------------------------------------
+
+
+def claim_owner() -> str:
+    """Who claims a notice: this host and process, so a later run can tell whether it lives."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_is_live(claimed_by: str | None) -> bool:
+    """False when the claim's process is gone: on this host and no longer running."""
+    if not claimed_by:
+        return False
+    host, _, pid_text = claimed_by.rpartition(":")
+    if host != socket.gethostname():
+        return True  # only the claim's age can tell for another machine's run
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: not running
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def message_id_for(notice: Notice, sender: str) -> str:
+    """A notice's Message-ID: stable, so a mail sent again is recognisably the same mail."""
+    address = sender.strip().rpartition("<")[2].strip(" >")
+    domain = address.rpartition("@")[2].lower() if "@" in address else ""
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = ""
+    if not re.fullmatch(r"[a-z0-9.-]+", domain or "-"):
+        domain = "localhost"
+    serial = re.sub(r"[^A-Za-z0-9-]+", "-", notice.serial).strip("-").lower()[:64] or "device"
+    date_part = notice.renewal_date.replace("-", "")
+    return f"<velory.{notice.id}.{serial}.{date_part}@{domain or 'localhost'}>"
+
+
+# ---- sending -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """The notices that go in one mail."""
+
+    items: list[tuple[Notice, Device]]
+    abandoned: bool = False
+
+    @property
+    def lead(self) -> Notice:
+        return self.items[0][0]
+
+
+def _groups(plan: _Plan) -> list[_Group]:
+    groups: list[_Group] = []
+    by_message: dict[str, _Group] = {}
+    for notice, device in plan.abandoned:
+        message_key = notice.message_id or f"#{notice.id}"
+        if message_key not in by_message:
+            by_message[message_key] = _Group([], abandoned=True)
+            groups.append(by_message[message_key])
+        by_message[message_key].items.append((notice, device))
+    by_recipient: dict[tuple[str, str], _Group] = {}
+    for notice, device in plan.sendable:
+        family = PERSONAL_DATA if notice.kind == PERSONAL_DATA else RENEWAL
+        key = ((notice.recipient or "").strip().lower(), family)
+        if key not in by_recipient:
+            by_recipient[key] = _Group([])
+            groups.append(by_recipient[key])
+        by_recipient[key].items.append((notice, device))
+    return groups
+
+
+def _outcome(notice: Notice, status: str, error: str | None = None) -> NoticeOutcome:
+    return NoticeOutcome(
+        notice.serial, notice.kind, notice.recipient, status, error, notice.renewal_date
+    )
+
+
+def _describe(notice: Notice) -> str:
+    kind = notice.kind.replace("_", " ")
+    return f"{notice.serial}: the {kind} notice to {notice.recipient}"
+
+
+def send_notices(
+    store: Store,
+    rules: NoticeRules,
+    style: MailStyle,
+    *,
+    transport: Transport | None,
+    clock: Callable[[], str],
+    owner: str,
+    claim_is_live: Callable[[str | None], bool] = claim_is_live,
+) -> SendReport:
+    """Queue what is due and send every pending notice; ``transport`` None is a dry run."""
+    composer = MailComposer(style)
+    composer.check()
+    now_text = clock()
+    now = _parse_time(now_text)
+    if transport is None:
+        return _dry_run(_plan(store, rules, now=now, claim_is_live=claim_is_live))
+    report = SendReport(dry_run=False)
+    with store.transaction():
+        first = _plan(store, rules, now=now, claim_is_live=claim_is_live)
+        _apply(store, first, at=now_text)
+        plan = _plan(store, rules, now=now, claim_is_live=claim_is_live)
+    report.outcomes.extend(_outcome(notice, CANCELLED, reason) for notice, reason in first.cancel)
+    report.outcomes.extend(plan.skipped)
+    report.warnings.extend(_skip_warnings(plan.skipped))
+    groups = _groups(plan)
+    if not groups:
+        return report
+
+    codes: list[int] = []
+    stopped: str | None = None
+    try:
+        transport.open()
+    except Exception as exc:
+        stopped, code = _stop_reason(exc)
+        codes.append(code)
+        report.errors.append(stopped)
+    try:
+        for group in groups:
+            if stopped is not None:
+                report.outcomes.extend(
+                    _outcome(notice, PENDING, f"not sent: {stopped}") for notice, _ in group.items
+                )
+                continue
+            stopped = _send_group(
+                store, group, composer, transport, report, codes, clock, owner, rules.as_of
+            )
+    finally:
+        transport.close()
+    report.exit_code = worst(*codes)
+    return report
+
+
+def _dry_run(plan: _Plan) -> SendReport:
+    """What a run would do: nothing is written, nothing is sent."""
+    report = SendReport(dry_run=True)
+    report.outcomes.extend(_outcome(notice, CANCELLED, reason) for notice, reason in plan.cancel)
+    report.outcomes.extend(plan.skipped)
+    report.outcomes.extend(_outcome(notice, PENDING) for notice, _ in plan.abandoned)
+    report.outcomes.extend(_outcome(notice, PENDING) for notice, _ in plan.sendable)
+    report.outcomes.extend(
+        NoticeOutcome(
+            device.serial,
+            kind,
+            (device.user_email or "").strip(),
+            PENDING,
+            None,
+            device.renewal_date,
+        )
+        for device, kind in [*plan.new, *plan.revived]
+    )
+    report.warnings.extend(_skip_warnings(plan.skipped))
+    return report
+
+
+def _stop_reason(exc: BaseException) -> tuple[str, int]:
+    """Why a run stops sending, and its exit code, for a failure no later mail can escape."""
+    from velory_cli.mailer import DeliveryError
+
+    if isinstance(exc, ConfigError | OutputUnwritable):
+        return exc.message, int(exc.exit_code)
+    if isinstance(exc, DeliveryError):
+        return exc.message, int(ExitCode.TEMPORARY)
+    raise exc
+
+
+def _send_group(
+    store: Store,
+    group: _Group,
+    composer: MailComposer,
+    transport: Transport,
+    report: SendReport,
+    codes: list[int],
+    clock: Callable[[], str],
+    owner: str,
+    today: date,
+) -> str | None:
+    """Claim, send and record one mail; the reason to stop the run, if there is one."""
+    from velory_cli.mailer import PermanentDelivery, TemporaryDelivery
+
+    lead = group.lead
+    ids = [notice.id for notice, _ in group.items]
+    if group.abandoned:
+        message_id = lead.message_id or message_id_for(lead, composer.sender_address)
+        with store.transaction():
+            taken = store.reclaim_notices(
+                [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items],
+                owner=owner,
+                at=clock(),
+            )
+    else:
+        message_id = message_id_for(lead, composer.sender_address)
+        with store.transaction():
+            taken = store.claim_notices(ids, owner=owner, at=clock(), message_id=message_id)
+    items = [(notice, device) for notice, device in group.items if notice.id in taken]
+    if not items:
+        return None  # another run claimed them first and sends them
+    taken_ids = [notice.id for notice, _ in items]
+    if group.abandoned:
+        for notice, _ in items:
+            report.warnings.append(
+                f"{_describe(notice)} was being sent by a run that stopped "
+                f"({notice.claimed_by}, {notice.claimed_at}); sending it again with the same "
+                f"Message-ID {message_id}: the recipient may get it twice"
+            )
+
+    def finish(status: str, error: str | None = None) -> None:
+        with store.transaction():
+            store.finish_notices(taken_ids, owner=owner, status=status, at=clock(), error=error)
+        report.outcomes.extend(_outcome(notice, status, error) for notice, _ in items)
+
+    related = _related_devices(store, items)
+    try:
+        mail = composer.compose(
+            items, message_id=message_id, now=_parse_time(clock()), today=today, related=related
+        )
+    except InvalidRecipient as exc:
+        finish(FAILED, exc.message)
+        codes.append(ExitCode.REFUSED)
+        report.errors.extend(f"{_describe(notice)} failed: {exc.message}" for notice, _ in items)
+        return None
+    try:
+        transport.send(mail)
+    except PermanentDelivery as exc:
+        finish(FAILED, exc.message)
+        codes.append(ExitCode.REFUSED)
+        report.errors.extend(f"{_describe(notice)} failed: {exc.message}" for notice, _ in items)
+        return None
+    except TemporaryDelivery as exc:
+        finish(PENDING, exc.message)
+        codes.append(ExitCode.TEMPORARY)
+        if exc.connection:
+            report.errors.append(exc.message)
+            return exc.message
+        report.warnings.extend(
+            f"{_describe(notice)} stays pending: {exc.message}" for notice, _ in items
+        )
+        return None
+    except (ConfigError, OutputUnwritable) as exc:
+        finish(PENDING, exc.message)
+        codes.append(exc.exit_code)
+        report.errors.append(exc.message)
+        return exc.message
+    finish(SENT)
+    report.mails += 1
+    return None
+
+
+def _related_devices(store: Store, items: Sequence[tuple[Notice, Device]]) -> dict[str, Device]:
+    """The old or new device a personal-data reminder also names, by upper-cased serial."""
+    serials = [
+        serial
+        for notice, device in items
+        if notice.kind == PERSONAL_DATA
+        for serial in (device.replacement_serial, device.replaces_serial)
+        if serial
+    ]
+    return store.devices_by_serials(serials) if serials else {}
+
+
+def _skip_warnings(skipped: Iterable[NoticeOutcome]) -> list[str]:
+    warnings = []
+    for outcome in skipped:
+        if outcome.kind == PERSONAL_DATA:
+            warnings.append(
+                f"{outcome.serial}: the personal-data reminder has no recipient; not sent"
+            )
+        else:
+            warnings.append(
+                f"{outcome.serial}: due for renewal on {outcome.renewal_date} but has no user "
+                "email; no notice sent (add the email and import again)"
+            )
+    return warnings
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"not a time: {text!r}") from None
+
+
+# ---- the mails ---------------------------------------------------------------------------
+
+
+class InvalidRecipient(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# The templates a company may override, as <name>.<language>.txt and <name>.<language>.html.
+# The .txt's first line is "Subject: ...". Mail templates get MAIL_FIELDS; the device lines
+# of renewal and reminder mails get DEVICE_FIELDS; those of personal-data mails get
+# REPLACEMENT_FIELDS.
+MAIL_TEMPLATES = ("renewal", "reminder", "personal_data")
+ITEM_TEMPLATES = {"renewal": "device", "reminder": "device", "personal_data": "replacement"}
+MAIL_FIELDS = (
+    "greeting",
+    "name",
+    "company",
+    "headline",
+    "devices",
+    "count",
+    "start_step",
+    "portal_url",
+    "signature",
+)
+DEVICE_FIELDS = ("device", "model", "serial", "category", "renewal_date", "when", "days_left")
+REPLACEMENT_FIELDS = (
+    "old_device",
+    "old_model",
+    "old_serial",
+    "new_device",
+    "new_model",
+    "new_serial",
+    "renewal_date",
+)
+# Fields that hold HTML velory built itself (from escaped data); every other field is escaped.
+_HTML_FIELDS = ("devices", "start_step")
+
+PHRASES: dict[str, dict[str, str]] = {
+    "en": {
+        "greeting_named": "Hi {name},",
+        "greeting": "Hi,",
+        "in_days": "in {n} days",
+        "tomorrow": "tomorrow",
+        "today": "today",
+        "overdue_one": "overdue by 1 day",
+        "overdue_days": "overdue by {n} days",
+        "headline_one": "Your device is up for renewal",
+        "headline_many": "Your devices are up for renewal",
+        "headline_overdue_one": "The renewal of your device is overdue",
+        "headline_overdue_many": "The renewal of your devices is overdue",
+        "headline_personal_data": "Move or delete your personal data on your old device",
+        "device": "{model}, serial number {serial}",
+        "no_model": "Device",
+        "unknown_new_device": "your new device",
+        "start_link": 'Open {url} and click "Start the process" on the device.',
+        "start_link_html": (
+            "Open {link} and click <strong>Start the process</strong> on the device."
+        ),
+        "start": 'Sign in to Velory, open the device and click "Start the process".',
+        "start_html": (
+            "Sign in to Velory, open the device and click <strong>Start the process</strong>."
+        ),
+        "signature_company": "{company} IT",
+        "signature": "Your IT department",
+        "months": "January February March April May June July August September October "
+        "November December",
+    },
+    "sv": {
+        "greeting_named": "Hej {name}!",
+        "greeting": "Hej!",
+        "in_days": "om {n} dagar",
+        "tomorrow": "i morgon",
+        "today": "i dag",
+        "overdue_one": "försenad med 1 dag",
+        "overdue_days": "försenad med {n} dagar",
+        "headline_one": "Din enhet ska förnyas",
+        "headline_many": "Dina enheter ska förnyas",
+        "headline_overdue_one": "Förnyelsen av din enhet är försenad",
+        "headline_overdue_many": "Förnyelsen av dina enheter är försenad",
+        "headline_personal_data": (
+            "Flytta eller radera dina personliga uppgifter på din gamla enhet"
+        ),
+        "device": "{model}, serienummer {serial}",
+        "no_model": "Enhet",
+        "unknown_new_device": "din nya enhet",
+        "start_link": 'Öppna {url} och klicka på "Starta processen" på enheten.',
+        "start_link_html": (
+            "Öppna {link} och klicka på <strong>Starta processen</strong> på enheten."
+        ),
+        "start": 'Logga in i Velory, öppna enheten och klicka på "Starta processen".',
+        "start_html": (
+            "Logga in i Velory, öppna enheten och klicka på <strong>Starta processen</strong>."
+        ),
+        "signature_company": "IT på {company}",
+        "signature": "Din IT-avdelning",
+        "months": "januari februari mars april maj juni juli augusti september oktober "
+        "november december",
+    },
+}
+
+
+def one_line(value: Any) -> str:
+    """Data made safe for a header or a line of text: no control characters, one line."""
+    text = "" if value is None else str(value)
+    return " ".join(re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]", " ", text).split())
+
+
+class MailComposer:
+    """Builds the mails from the templates: plain text plus an HTML alternative."""
+
+    def __init__(self, style: MailStyle) -> None:
+        from velory_cli.mailer import parse_sender
+
+        self.style = style
+        self.language = check_language(style.language)
+        self.phrases = PHRASES[self.language]
+        display, self.sender_address = parse_sender(style.sender)
+        self.sender_display = one_line(display or style.company_name)
+        self._cache: dict[str, tuple[Template, str]] = {}
+
+    # ---- templates ---------------------------------------------------------------------
+
+    def _template(self, name: str, ext: str) -> tuple[Template, str]:
+        from string import Template
+
+        file_name = f"{name}.{self.language}.{ext}"
+        if file_name not in self._cache:
+            text, origin = self._read(file_name)
+            self._cache[file_name] = (Template(text), origin)
+        return self._cache[file_name]
+
+    def _read(self, file_name: str) -> tuple[str, str]:
+        folder = self.style.templates_dir
+        if folder is not None:
+            path = folder / file_name
+            if path.is_file():
+                try:
+                    return path.read_text(encoding="utf-8"), str(path)
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"cannot read the template {path}: {exc}") from None
+        from importlib.resources import files
+
+        resource = files("velory_cli").joinpath("templates", file_name)
+        return resource.read_text(encoding="utf-8"), f"velory's own {file_name}"
+
+    def _fill(self, name: str, ext: str, values: Mapping[str, Any]) -> str:
+        template, origin = self._template(name, ext)
+        try:
+            return template.substitute(values)
+        except KeyError as exc:
+            known = ", ".join("$" + key for key in values)
+            raise ConfigError(
+                f"the template {origin} uses ${exc.args[0]}, which velory does not fill in "
+                f"(it fills {known})"
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(
+                f"the template {origin} has a $ velory cannot read ({exc}); "
+                "write $$ for a dollar sign"
+            ) from None
+
+    def check(self) -> None:
+        """Fill every template once with sample values: a broken override fails the run before
+        any notice is claimed (exit 78), not half way."""
+        samples = {
+            "device": dict.fromkeys(DEVICE_FIELDS, "x"),
+            "replacement": dict.fromkeys(REPLACEMENT_FIELDS, "x"),
+        }
+        for mail in MAIL_TEMPLATES:
+            item = ITEM_TEMPLATES[mail]
+            for ext in ("txt", "html"):
+                self._fill(item, ext, samples[item])
+                filled = self._fill(mail, ext, dict.fromkeys(MAIL_FIELDS, "x"))
+                if ext == "txt":
+                    self._split_subject(filled, mail)
+
+    def _split_subject(self, text: str, mail: str) -> tuple[str, str]:
+        first, _, body = text.partition("\n")
+        if not first.lower().startswith("subject:"):
+            _template, origin = self._template(mail, "txt")
+            raise ConfigError(
+                f"the template {origin} must start with a line 'Subject: ...', then the text"
+            )
+        return one_line(first[len("subject:") :]), body.lstrip("\n")
+
+    # ---- wording -----------------------------------------------------------------------
+
+    def long_date(self, iso: str) -> str:
+        try:
+            day = date.fromisoformat(iso)
+        except ValueError:
+            return iso
+        months = self.phrases["months"].split()
+        return f"{day.day} {months[day.month - 1]} {day.year}"
+
+    def when(self, days_left: int) -> str:
+        p = self.phrases
+        if days_left > 1:
+            return p["in_days"].format(n=days_left)
+        if days_left == 1:
+            return p["tomorrow"]
+        if days_left == 0:
+            return p["today"]
+        if days_left == -1:
+            return p["overdue_one"]
+        return p["overdue_days"].format(n=-days_left)
+
+    def _device_text(self, device: Device | None) -> str:
+        if device is None:
+            return self.phrases["unknown_new_device"]
+        return self.phrases["device"].format(
+            model=one_line(device.model) or self.phrases["no_model"], serial=one_line(device.serial)
+        )
+
+    # ---- composing ---------------------------------------------------------------------
+
+    def compose(
+        self,
+        items: Sequence[tuple[Notice, Device]],
+        *,
+        message_id: str,
+        now: datetime,
+        today: date,
+        related: Mapping[str, Device],
+    ) -> Outgoing:
+        """One mail to the recipient of ``items`` about all of them."""
+        from email.headerregistry import Address
+        from email.message import EmailMessage
+        from email.utils import format_datetime
+
+        from velory_cli.mailer import Outgoing
+
+        kinds = {notice.kind for notice, _ in items}
+        if PERSONAL_DATA in kinds:
+            mail = PERSONAL_DATA
+        elif RENEWAL in kinds:
+            mail = RENEWAL
+        else:
+            mail = "reminder"
+        rows, overdue = self._item_values(mail, items, today, related)
+        item_name = ITEM_TEMPLATES[mail]
+        devices_text = "\n".join(self._fill(item_name, "txt", row).rstrip("\n") for row in rows)
+        devices_html = "\n".join(
+            self._fill(item_name, "html", _escaped(row)).rstrip("\n") for row in rows
+        )
+        lead_notice, lead_device = items[0]
+        name = one_line(lead_device.user_name)
+        values = self._mail_values(mail, name, len(items), overdue)
+        text = self._fill(mail, "txt", {**values, "devices": devices_text})
+        subject, body = self._split_subject(text, mail)
+        html_values = _escaped(values)
+        html_values["devices"] = devices_html
+        html_values["start_step"] = self._start_step_html()
+        html_body = self._fill(mail, "html", html_values)
+
+        recipient = (lead_notice.recipient or "").strip()
+        try:
+            to = Address(display_name=name, addr_spec=recipient)
+        except Exception:
+            raise InvalidRecipient(
+                f"{recipient!r} is not an email address velory can send to"
+            ) from None
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = Address(display_name=self.sender_display, addr_spec=self.sender_address)
+        message["To"] = to
+        message["Date"] = format_datetime(now if now.tzinfo else now.astimezone())
+        message["Message-ID"] = message_id
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(body)
+        message.add_alternative(html_body, subtype="html")
+        message["Content-Language"] = self.language
+        return Outgoing(
+            message=message,
+            sender=self.sender_address,
+            recipient=to.addr_spec,
+            message_id=message_id,
+        )
+
+    def _item_values(
+        self,
+        mail: str,
+        items: Sequence[tuple[Notice, Device]],
+        today: date,
+        related: Mapping[str, Device],
+    ) -> tuple[list[dict[str, str]], bool]:
+        rows: list[dict[str, str]] = []
+        overdue = False
+        for notice, device in items:
+            if mail == PERSONAL_DATA:
+                old, new = _old_and_new(device, related)
+                rows.append(
+                    {
+                        "old_device": self._device_text(old),
+                        "old_model": one_line(old.model if old else ""),
+                        "old_serial": one_line(old.serial if old else ""),
+                        "new_device": self._device_text(new),
+                        "new_model": one_line(new.model if new else ""),
+                        "new_serial": one_line(new.serial if new else ""),
+                        "renewal_date": self.long_date(notice.renewal_date),
+                    }
+                )
+                continue
+            try:
+                days_left = (date.fromisoformat(notice.renewal_date) - today).days
+            except ValueError:
+                days_left = 0
+            overdue = overdue or days_left < 0
+            rows.append(
+                {
+                    "device": self._device_text(device),
+                    "model": one_line(device.model) or self.phrases["no_model"],
+                    "serial": one_line(device.serial),
+                    "category": one_line(device.category),
+                    "renewal_date": self.long_date(notice.renewal_date),
+                    "when": self.when(days_left),
+                    "days_left": str(days_left),
+                }
+            )
+        return rows, overdue
+
+    def _mail_values(self, mail: str, name: str, count: int, overdue: bool) -> dict[str, str]:
+        p = self.phrases
+        if mail == PERSONAL_DATA:
+            headline = p["headline_personal_data"]
+        else:
+            headline = p[
+                ("headline_overdue_" if overdue else "headline_")
+                + ("one" if count == 1 else "many")
+            ]
+        company = one_line(self.style.company_name)
+        url = self.style.portal_url
+        return {
+            "greeting": p["greeting_named"].format(name=name) if name else p["greeting"],
+            "name": name,
+            "company": company,
+            "headline": headline,
+            "count": str(count),
+            "start_step": p["start_link"].format(url=url) if url else p["start"],
+            "portal_url": url or "",
+            "signature": p["signature_company"].format(company=company)
+            if company
+            else p["signature"],
+        }
+
+    def _start_step_html(self) -> str:
+        import html
+
+        url = self.style.portal_url
+        if not url:
+            return self.phrases["start_html"]
+        link = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
+        return self.phrases["start_link_html"].format(link=link)
+
+
+def _escaped(values: Mapping[str, str]) -> dict[str, str]:
+    import html
+
+    return {
+        key: value if key in _HTML_FIELDS else html.escape(value, quote=True)
+        for key, value in values.items()
+    }
+
+
+def _old_and_new(
+    device: Device, related: Mapping[str, Device]
+) -> tuple[Device | None, Device | None]:
+    """The old and the new device a personal-data reminder is about: the reminder hangs on
+    the old device, which names its replacement (or, on the new one, the device it replaces)."""
+    if device.replacement_serial:
+        return device, related.get(device.replacement_serial.strip().upper())
+    if device.replaces_serial:
+        return related.get(device.replaces_serial.strip().upper()), device
+    return device, None
