@@ -376,7 +376,7 @@ def test_renewals_table_and_csv(invoke: Invoke, db: Path) -> None:
     renewal_fleet(db)
     table = invoke(["renewals", "--as-of", "2026-06-01"])
     assert table.exit_code == 0, table.output
-    assert "DUSTIN AB (Dustin)" in table.stdout
+    assert "DUSTIN AB (own process)" in table.stdout
     assert "[bold]Eve[/bold]" in table.stdout
     assert "Active – pending return" in table.stdout
     assert "FAR" not in table.stdout
@@ -470,7 +470,7 @@ def test_stats_outputs(invoke: Invoke, db: Path) -> None:
     assert [m["count"] for m in stats["renewals_by_month"]] == [1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     table = invoke(["stats", "--as-of", "2026-06-01"])
     assert table.exit_code == 0, table.output
-    assert "Dustin AB (Dustin)" in table.stdout
+    assert "Dustin AB (own process)" in table.stdout
     assert "Renewals per month" in table.stdout
     assert "2026-06  " + "█" * 40 + " 1" in table.stdout
     assert "2027-05   0" in table.stdout

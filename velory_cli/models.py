@@ -35,6 +35,13 @@ def is_dustin(distributor: str | None) -> bool:
     return re.search(r"\bdustin\b", distributor, re.IGNORECASE) is not None
 
 
+def distributor_label(distributor: str | None) -> str:
+    """The distributor as tables show it: Dustin's devices marked, since they get no notices."""
+    if is_dustin(distributor):
+        return f"{distributor} (own process)"
+    return distributor or ""
+
+
 @dataclass(frozen=True)
 class Device:
     id: int

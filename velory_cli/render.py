@@ -17,6 +17,9 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from rich.console import Console
 
+# Tables written to a file or a pipe are read later, in logs and mails: give them room.
+PIPE_WIDTH = 160
+
 # Spreadsheets run a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -36,7 +39,7 @@ def console(stderr: bool = False) -> Console:
             highlight=False,
             emoji=False,
             color_system=None,
-            width=max(_env_width(), 80),
+            width=_env_width() or PIPE_WIDTH,
         )
     return Console(file=stream, highlight=False, emoji=False, stderr=stderr)
 

@@ -391,13 +391,11 @@ def _days_style(row: Mapping[str, Any]) -> str | None:
 def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """Rows with the status as Velory's screens word it, and Dustin's devices marked."""
     from velory_cli.lifecycle import status_label
-    from velory_cli.models import is_dustin
+    from velory_cli.models import distributor_label
 
     for row in rows:
         row["status_label"] = status_label(row["status"], row["outcome"])
-        row["distributor_label"] = (row["distributor"] or "") + (
-            " (Dustin)" if is_dustin(row["distributor"]) else ""
-        )
+        row["distributor_label"] = distributor_label(row["distributor"])
         yield row
 
 
@@ -443,7 +441,7 @@ def stats(
     """Devices by status and distributor, and renewals per month for the next 12 months."""
     from velory_cli import render
     from velory_cli.lifecycle import STATUS_LABELS
-    from velory_cli.models import is_dustin
+    from velory_cli.models import distributor_label
     from velory_cli.render import Column
     from velory_cli.stats import fleet_stats
 
@@ -464,7 +462,7 @@ def stats(
     render.table(
         [Column("Distributor", "name"), Column("Devices", "count", justify="right")],
         (
-            {"name": name + (" (Dustin)" if is_dustin(name) else ""), "count": count}
+            {"name": distributor_label(name), "count": count}
             for name, count in result.by_distributor.items()
         ),
         title="Company assets by distributor",

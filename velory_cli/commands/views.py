@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from velory_cli.commands.common import CsvOption, JsonOption, output_mode, state
-from velory_cli.models import DEVICE_KEYS, Device
+from velory_cli.models import DEVICE_KEYS, Device, distributor_label
 
 
 def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
@@ -19,9 +19,7 @@ def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
     for device in devices:
         row = device.to_dict()
         row["status_label"] = status_label(device.status, device.outcome)
-        row["distributor_label"] = (device.distributor or "") + (
-            " (Dustin)" if device.dustin else ""
-        )
+        row["distributor_label"] = distributor_label(device.distributor)
         yield row
 
 
@@ -124,7 +122,7 @@ def show(
             ("Category", device.category),
             ("User", device.user_name),
             ("Email", device.user_email),
-            ("Distributor", (device.distributor or "") + (" (Dustin)" if device.dustin else "")),
+            ("Distributor", distributor_label(device.distributor)),
             ("Source", device.source),
             ("Purchased", device.purchase_date),
             ("Renewal", device.renewal_date),
