@@ -1,0 +1,83 @@
+"""velory demo: the whole flow on the sample data, meaningful whatever day it runs."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_DATA, Invoke, Run
+from velory_cli.demo import SAMPLE_ANCHOR, choose_cast, sample_inventory, write_shifted_sample
+from velory_cli.store import Store
+
+
+def test_the_packaged_sample_is_the_repository_sample() -> None:
+    shipped = sample_inventory()
+    assert shipped == (SAMPLE_DATA / "devices.csv").read_text(encoding="utf-8-sig")
+
+
+@pytest.mark.parametrize(
+    "today", [date(2026, 12, 1), date(2024, 2, 29), date(2031, 7, 15), date(2026, 1, 1)]
+)
+def test_the_shifted_sample_has_a_device_due_whatever_the_day(
+    invoke: Invoke, tmp_path: Path, today: date
+) -> None:
+    target = tmp_path / "devices.csv"
+    count = write_shifted_sample(target, today)
+    assert count == 50
+    raw = target.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    assert b"\r\n" in raw
+    rows = list(csv.DictReader(target.open(encoding="utf-8-sig", newline=""), delimiter=";"))
+    shift = today - SAMPLE_ANCHOR
+    original = list(
+        csv.DictReader(
+            (SAMPLE_DATA / "devices.csv").open(encoding="utf-8-sig", newline=""), delimiter=";"
+        )
+    )
+    first = next(row for row in original if row["Renewal Date"])
+    moved = next(row for row in rows if row["Serial Number"] == first["Serial Number"])
+    day, month, year = (int(part) for part in first["Renewal Date"].split("."))
+    expected = date(year, month, day) + timedelta(days=shift.days)
+    assert moved["Renewal Date"] == expected.strftime("%d.%m.%Y")
+    imported = invoke(["--db", str(tmp_path / "velory.db"), "import", str(target)])
+    assert imported.exit_code == 0, imported.output
+    with Store.open(tmp_path / "velory.db") as store:
+        cast = choose_cast(store.devices(), today)
+    assert not cast.renewing.dustin
+    assert cast.renewing.user_email
+    assert cast.renewing.renewal_date is not None
+    assert today.isoformat() <= cast.renewing.renewal_date <= (today + timedelta(30)).isoformat()
+    assert cast.dustin is not None and cast.dustin.dustin
+
+
+def test_demo_runs_the_whole_flow(invoke: Invoke, home: Path) -> None:
+    result = invoke(["demo"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    out = result.stdout
+    for step in range(1, 16):
+        assert f"Step {step}." in out
+    assert "Action required" in out  # the renewal mail is shown
+    assert "Dustin's own process" in out + result.stderr
+    assert "Bought out" in out
+    assert "Removed" in out
+    # The demo never touches the admin's own store.
+    assert not (home / "velory.db").exists()
+
+
+@pytest.mark.subprocess
+def test_installed_demo_leaves_nothing_behind(run: Run, tmp_path: Path) -> None:
+    result = run(["demo", "--keep"])
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    kept = [line for line in result.stdout.splitlines() if "are kept in" in line]
+    assert kept
+    folder = Path(kept[0].rsplit(" in ", 1)[1].rstrip("."))
+    assert (folder / "home" / "velory.db").exists()
+    assert list((folder / "outbox").glob("*.eml"))
+    import shutil
+
+    shutil.rmtree(folder)
