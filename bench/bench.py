@@ -174,7 +174,7 @@ FLOOR_IMPORT = textwrap.dedent(
         " purchase_date TEXT, renewal_date TEXT, notes TEXT)"
     )
     with open(sys.argv[1], encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=sys.argv[3])
         next(reader)
         conn.execute("BEGIN")
         conn.executemany(
@@ -260,7 +260,8 @@ def import_case(rows: int, repeat: int, work: Path, *, excel: bool = False) -> O
 
     def floor() -> float:
         db = work / f"floor-{next(counter)}.db"
-        elapsed, _ = run_measured([PYTHON, "-c", FLOOR_IMPORT, str(fleet), str(db)])
+        delimiter = ";" if excel else ","
+        elapsed, _ = run_measured([PYTHON, "-c", FLOOR_IMPORT, str(fleet), str(db), delimiter])
         db.unlink()
         return elapsed
 
@@ -328,7 +329,7 @@ def reimport_case(rows: int, repeat: int, work: Path, *, edited: float) -> Outco
 
     def floor() -> float:
         db = work / f"floor-{next(counter)}.db"
-        elapsed, _ = run_measured([PYTHON, "-c", FLOOR_IMPORT, str(fleet), str(db)])
+        elapsed, _ = run_measured([PYTHON, "-c", FLOOR_IMPORT, str(fleet), str(db), ","])
         db.unlink()
         return elapsed
 
