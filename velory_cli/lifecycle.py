@@ -254,6 +254,23 @@ def parse_serial_list(text: str) -> list[str]:
 _TRAILING_COMMENT = re.compile(r"\s#")
 
 
+# What a note or a reason may not hold: control characters other than tab and line breaks,
+# which would reach an admin's terminal as escape sequences. The importer refuses the same.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def checked_text(text: str, what: str) -> str:
+    """A note or reason as written, without surrounding spaces and with its line breaks as
+    LF (as an import keeps them); UsageError when it holds any other control character."""
+    found = _CONTROL.search(text)
+    if found:
+        raise UsageError(
+            f"{what} holds a control character (U+{ord(found.group()):04X}); "
+            "only line breaks and tabs are allowed"
+        )
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
 def _one_serial(serial: str) -> str:
     if not serial.strip():
         raise UsageError("the serial is empty")
@@ -352,7 +369,7 @@ def confirm_returns(
         actor=actor,
         dry_run=dry_run,
         outcome=OUTCOME_BOUGHT_OUT if bought_out else OUTCOME_RETURNED,
-        note=(note or "").strip() or None,
+        note=checked_text(note or "", "the note") or None,
     )
 
 
@@ -511,7 +528,7 @@ def reinstate_device(
     A device that is ``return_confirmed`` already is unchanged; any other status is refused,
     since only a released device can be reinstated.
     """
-    reason = reason.strip()
+    reason = checked_text(reason, "the reason")
     if not reason:
         raise UsageError("--reason is empty; say why the release is undone")
     return change_status(
@@ -527,7 +544,7 @@ def reinstate_device(
 def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> ActionReport:
     """A note on the device, kept with its author and time, whatever its status."""
     serial = _one_serial(serial)
-    text = text.strip()
+    text = checked_text(text, "the note")
     if not text:
         raise UsageError("the note is empty")
     with store.transaction():

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from velory_cli import lifecycle
 from velory_cli.config import DEFAULT_LEAD_DAYS, Settings
-from velory_cli.errors import ConfigError, ExitCode, OutputUnwritable, UsageError, worst
+from velory_cli.errors import (
+    ConfigError,
+    ExitCode,
+    OutputUnwritable,
+    TemporaryFailure,
+    UsageError,
+    worst,
+)
 from velory_cli.models import Device, Notice
 
 if TYPE_CHECKING:
@@ -55,6 +62,9 @@ DEFAULT_LANGUAGE = "en"
 # A claim older than this is abandoned even when its process seems to live on (another host,
 # or a reused process id). One claim covers one SMTP transaction: seconds, not hours.
 CLAIM_TIMEOUT = timedelta(hours=1)
+# How long a run waits for a busy store to record how a mail fared (seconds). Giving up after the
+# server accepted a mail would leave its notice to be sent again by the next run.
+RECORD_WAIT = 120.0
 
 
 def reminder_kind(days: int) -> str:
@@ -626,18 +636,28 @@ def _send_group(
 
     lead = group.lead
     ids = [notice.id for notice, _ in group.items]
-    if group.abandoned:
-        message_id = lead.message_id or message_id_for(lead, composer.sender_address)
-        with store.transaction():
-            taken = store.reclaim_notices(
-                [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items],
-                owner=owner,
-                at=clock(),
-            )
-    else:
-        message_id = message_id_for(lead, composer.sender_address)
-        with store.transaction():
-            taken = store.claim_notices(ids, owner=owner, at=clock(), message_id=message_id)
+    try:
+        if group.abandoned:
+            message_id = lead.message_id or message_id_for(lead, composer.sender_address)
+            with store.transaction():
+                taken = store.reclaim_notices(
+                    [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items],
+                    owner=owner,
+                    at=clock(),
+                )
+        else:
+            message_id = message_id_for(lead, composer.sender_address)
+            with store.transaction():
+                taken = store.claim_notices(ids, owner=owner, at=clock(), message_id=message_id)
+    except TemporaryFailure as exc:
+        # The store stayed busy past the timeout: like an unreachable server, the run stops
+        # and this and the remaining notices stay pending for the next run.
+        codes.append(ExitCode.TEMPORARY)
+        report.errors.append(exc.message)
+        report.outcomes.extend(
+            _outcome(notice, PENDING, f"not sent: {exc.message}") for notice, _ in group.items
+        )
+        return exc.message
     items = [(notice, device) for notice, device in group.items if notice.id in taken]
     if not items:
         return None  # another run claimed them first and sends them
@@ -651,8 +671,17 @@ def _send_group(
             )
 
     def finish(status: str, error: str | None = None) -> None:
-        with store.transaction():
-            store.finish_notices(taken_ids, owner=owner, status=status, at=clock(), error=error)
+        try:
+            with store.transaction(wait=RECORD_WAIT):
+                store.finish_notices(taken_ids, owner=owner, status=status, at=clock(), error=error)
+        except TemporaryFailure:
+            if status != SENT:
+                raise
+            raise TemporaryFailure(
+                f"{_describe(lead)} was accepted by the mail server, but the store stayed busy "
+                f"and it could not be recorded; the next run sends it again with the same "
+                f"Message-ID {message_id}"
+            ) from None
         report.outcomes.extend(_outcome(notice, status, error) for notice, _ in items)
 
     related = _related_devices(store, items)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from velory_cli.errors import OutputUnwritable
+
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
 # Tables written to a file or a pipe are read later, in logs and mails: give them room.
 PIPE_WIDTH = 160
@@ -60,17 +63,78 @@ def info(text: str, style: str | None = None) -> None:
 
 
 def warn(text: str) -> None:
-    info(f"warning: {text}", "yellow")
+    info(f"warning: {_one_line(text)}", "yellow")
 
 
 def error(text: str) -> None:
-    info(f"error: {text}", "bold red")
+    info(f"error: {_one_line(text)}", "bold red")
+
+
+def _one_line(text: str) -> str:
+    """A warning or error is one line, whatever the data it quotes holds (a line break in a
+    stored address would otherwise start a line of its own in a log)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\u240a")
+
+
+# Control characters from the data would reach the terminal as escape sequences (clearing the
+# screen, retitling the window): each is shown as its visible symbol instead (ESC as ␛).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and line feed
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)
+    return "\u2421" if code == 0x7F else "\ufffd"
 
 
 def _text(value: Any, style: str | None = None) -> Any:
     from rich.text import Text
 
-    return Text("" if value is None else str(value), style=style or "")
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return Text(text, style=style or "")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return Text(_CONTROL.sub(_visible, text), style=style or "")
+
+
+# ---- results on stdout -------------------------------------------------------------------
+
+
+@contextmanager
+def _results_to(stream: IO[str]) -> Iterator[None]:
+    """Write results to ``stream``: when it is stdout and the system refuses the write (a full
+    disk, a file size limit), that is an OutputUnwritable (exit 73) with one line, not a
+    traceback. A closed pipe stays a BrokenPipeError: the reader had all it wanted."""
+    try:
+        yield
+        if stream is sys.stdout:
+            stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if stream is not sys.stdout:
+            raise
+        _drop_stdout()
+        raise OutputUnwritable(f"cannot write the output: {exc.strerror or exc}") from None
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the exit does not try again to write what could not be
+    written (and fail with a second message and exit 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass  # not a real file (a test's capture): nothing to drop
+
+
+def _print(out: Console, renderable: RenderableType, **options: Any) -> None:
+    with _results_to(out.file):
+        out.print(renderable, **options)
 
 
 # ---- JSON and CSV ------------------------------------------------------------------------
@@ -79,9 +143,10 @@ def _text(value: Any, style: str | None = None) -> Any:
 def emit_json(data: Any, out: IO[str] | None = None) -> None:
     """One JSON document on stdout, nothing else."""
     stream = out or sys.stdout
-    stream.write(json.dumps(data, ensure_ascii=False, indent=2))
-    stream.write("\n")
-    stream.flush()
+    with _results_to(stream):
+        stream.write(json.dumps(data, ensure_ascii=False, indent=2))
+        stream.write("\n")
+        stream.flush()
 
 
 def spreadsheet_safe(value: Any) -> Any:
@@ -97,12 +162,14 @@ def emit_csv(
     """CSV with a header row: numbers as they are, text made safe to open in a spreadsheet."""
     import csv
 
-    writer = csv.writer(out or sys.stdout, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(
-            ["" if row.get(c) is None else spreadsheet_safe(row.get(c)) for c in columns]
-        )
+    stream = out or sys.stdout
+    writer = csv.writer(stream, lineterminator="\r\n")
+    with _results_to(stream):
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                ["" if row.get(c) is None else spreadsheet_safe(row.get(c)) for c in columns]
+            )
 
 
 # ---- tables ------------------------------------------------------------------------------
@@ -147,9 +214,9 @@ def table(
             cells.append(_text(shown, column.style(row) if column.style else None))
         grid.add_row(*cells)
     if count == 0:
-        out.print(_text(empty))
+        _print(out, _text(empty))
         return
-    out.print(grid)
+    _print(out, grid)
 
 
 def key_values(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
@@ -161,27 +228,27 @@ def key_values(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) ->
     grid.add_column()
     for label, value in pairs:
         grid.add_row(_text(label, "bold"), _text("" if value is None else value))
-    console().print(grid)
+    _print(console(), grid)
 
 
 def bar_chart(points: Sequence[tuple[str, int]], *, title: str, width: int = 40) -> None:
     """A horizontal bar chart drawn with block characters, one bar a label."""
     out = console()
-    out.print(_text(title, "bold"))
+    _print(out, _text(title, "bold"))
     top = max((count for _, count in points), default=0)
     label_width = max((len(label) for label, _ in points), default=0)
     for label, count in points:
         length = round(count / top * width) if top else 0
         bar = "█" * length
-        out.print(_text(f"{label.ljust(label_width)}  {bar} {count}"))
+        _print(out, _text(f"{label.ljust(label_width)}  {bar} {count}"))
 
 
 def heading(text: str) -> None:
-    console().print(_text(text, "bold cyan"))
+    _print(console(), _text(text, "bold cyan"))
 
 
 def line(text: str = "", style: str | None = None) -> None:
-    console().print(_text(text, style), soft_wrap=True)
+    _print(console(), _text(text, style), soft_wrap=True)
 
 
 # ---- progress ----------------------------------------------------------------------------

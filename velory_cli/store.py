@@ -25,7 +25,9 @@ from velory_cli.models import Device, HistoryEntry, Note, Notice
 APPLICATION_ID = 0x56454C59
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The page cache of an import, in KiB as PRAGMA cache_size takes a negative number.
-IMPORT_CACHE_SIZE = -64 * 1024
+IMPORT_CACHE_SIZE = -16 * 1024
+IMPORT_TEMP_CACHE_SIZE = -8 * 1024
+IMPORT_SORT_CACHE_SIZE = -8 * 1024
 
 DEVICE_COLUMNS = tuple(f.name for f in fields(Device))
 NOTICE_COLUMNS = (
@@ -54,9 +56,33 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# SQLite's names for a write the system refused (a file size limit, a failing disk, or a full
+# disk that SQLite did not recognise as one: it reports only ENOSPC as SQLITE_FULL).
+_WRITE_REFUSED = frozenset(
+    {
+        "SQLITE_IOERR_WRITE",
+        "SQLITE_IOERR_FSYNC",
+        "SQLITE_IOERR_DIR_FSYNC",
+        "SQLITE_IOERR_TRUNCATE",
+        "SQLITE_IOERR_SHMSIZE",
+    }
+)
+
+
 def describe_sqlite_error(exc: sqlite3.Error, path: Path) -> VeloryError:
     """The velory error a SQLite failure stands for, with a message an admin can act on."""
     text = str(exc).lower()
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code == "SQLITE_READONLY_DIRECTORY":
+        return StoreUnusable(
+            f"cannot use the store {path}: its folder is read-only, and SQLite needs to keep "
+            "its journal files beside the store"
+        )
+    if code in _WRITE_REFUSED:
+        return StoreUnusable(
+            f"cannot write the store {path}: the system refused the write (disk full, a file "
+            "size limit or a failing disk); nothing was changed"
+        )
     if "locked" in text or "busy" in text:
         return TemporaryFailure(
             f"the store {path} is busy (another velory is writing); nothing was changed, "
@@ -140,11 +166,30 @@ class Store:
                 f"knows {migrations.SCHEMA_VERSION}); upgrade velory, the store was left untouched"
             )
         conn.execute("PRAGMA foreign_keys = ON")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+        self._use_wal()
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < migrations.SCHEMA_VERSION or app_id != APPLICATION_ID:
             self._migrate()
+
+    def _use_wal(self) -> None:
+        """Switch the store to WAL. Several velorys using a new store at once all try to; SQLite
+        answers all but one "busy" at once, without waiting, so wait here (as long as the busy
+        timeout) until the switch is made, by this velory or another."""
+        import time
+
+        timeout_ms = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
         from velory_cli import migrations
@@ -183,10 +228,17 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction, taken at once so two writers never deadlock half way."""
+    def transaction(self, *, wait: float | None = None) -> Iterator[None]:
+        """One write transaction, taken at once so two writers never deadlock half way.
+
+        ``wait``: seconds to wait for another writer when that is longer than the busy
+        timeout; for recording what already happened outside the store (a mail the server
+        accepted), which a busy store must not make a run forget."""
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            if wait is None:
+                self.conn.execute("BEGIN IMMEDIATE")
+            else:
+                self._begin_waiting(wait)
         except sqlite3.OperationalError as exc:
             raise describe_sqlite_error(exc, self.path) from None
         try:
@@ -201,6 +253,14 @@ class Store:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise describe_sqlite_error(exc, self.path) from None
+
+    def _begin_waiting(self, wait: float) -> None:
+        timeout_ms = int(self.conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        self.conn.execute(f"PRAGMA busy_timeout = {max(timeout_ms, int(wait * 1000))}")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
 
     # ---- maintenance: backup and check ---------------------------------------------------
 
@@ -543,11 +603,13 @@ class Store:
     @contextmanager
     def import_transaction(self, *, write: bool) -> Iterator[None]:
         """The one transaction of an import: a write transaction, or for a dry run a read
-        snapshot that is always rolled back (and takes no write lock). A bigger page cache
-        while it runs (a fixed 64 MiB, whatever the file's size) keeps the indexes a large
-        import grows in memory instead of re-reading them."""
-        cache_size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size = {IMPORT_CACHE_SIZE}")
+        snapshot that is always rolled back (and takes no write lock). Bigger page caches
+        while it runs (fixed sizes, whatever the file's size) keep the indexes a large
+        import reads and grows in memory instead of re-reading them."""
+        cache_size = self.conn.execute("PRAGMA main.cache_size").fetchone()[0]
+        temp_cache_size = self.conn.execute("PRAGMA temp.cache_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA main.cache_size = {IMPORT_CACHE_SIZE}")
+        self.conn.execute(f"PRAGMA temp.cache_size = {IMPORT_TEMP_CACHE_SIZE}")
         try:
             if write:
                 with self.transaction():
@@ -560,7 +622,8 @@ class Store:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
         finally:
-            self.conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            self.conn.execute(f"PRAGMA main.cache_size = {int(cache_size)}")
+            self.conn.execute(f"PRAGMA temp.cache_size = {int(temp_cache_size)}")
 
     def import_has_devices(self) -> bool:
         return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM devices)").fetchone()[0])
@@ -571,79 +634,147 @@ class Store:
         return int(self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM devices").fetchone()[0])
 
     def import_begin(self) -> None:
-        """A temporary table of every serial the file has shown so far (upper-cased, with its
-        first row), so a repeated serial is found without holding the file in memory."""
-        self.conn.execute("DROP TABLE IF EXISTS temp.import_serials")
+        """Two temporary tables: every serial the file has shown so far (upper-cased, with its
+        first row), so a repeated serial is found without holding the file in memory; and the
+        chunk of new devices on its way in (see ``import_insert``)."""
+        self.import_end()
         self.conn.execute(
             "CREATE TEMP TABLE import_serials (key TEXT PRIMARY KEY, row INTEGER NOT NULL)"
             " WITHOUT ROWID"
         )
+        self.conn.execute(
+            "CREATE TEMP TABLE import_rows (seq INTEGER PRIMARY KEY, serial TEXT, model TEXT,"
+            " category TEXT, user_email TEXT, user_name TEXT, distributor TEXT,"
+            " purchase_date TEXT, renewal_date TEXT, import_notes TEXT)"
+        )
 
     def import_end(self) -> None:
         self.conn.execute("DROP TABLE IF EXISTS temp.import_serials")
+        self.conn.execute("DROP TABLE IF EXISTS temp.import_rows")
 
     def import_claim_serials(self, firsts: Sequence[tuple[str, int]]) -> dict[str, int]:
         """Of these (key, row) pairs, the keys an earlier claim already had, with that row;
-        the others are claimed for their row."""
+        the others are claimed for their row. Claims come in the file's order, so an earlier
+        claim's rows are all before this one's."""
         if not firsts:
             return {}
-        earlier = {
-            row[0]: row[1]
-            for row in self.conn.execute(
-                "SELECT key, row FROM temp.import_serials"
-                " WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps([key for key, _ in firsts], ensure_ascii=False),),
-            )
-        }
+        before = self.conn.total_changes
         self.conn.executemany(
-            "INSERT INTO temp.import_serials (key, row) VALUES (?, ?)",
-            [pair for pair in firsts if pair[0] not in earlier] if earlier else firsts,
+            "INSERT OR IGNORE INTO temp.import_serials (key, row) VALUES (?, ?)", firsts
         )
-        return earlier
+        if self.conn.total_changes - before == len(firsts):
+            return {}  # every key new: the usual case, answered without a query
+        rows = self.conn.execute(
+            "SELECT key, row FROM temp.import_serials"
+            " WHERE key IN (SELECT value FROM json_each(?)) AND row < ?",
+            (
+                json.dumps([key for key, _ in firsts], ensure_ascii=False),
+                min(row for _, row in firsts),
+            ),
+        )
+        return {row[0]: row[1] for row in rows}
 
     def import_existing(self, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         """The stored devices among these serial keys, keyed by upper-cased serial, as
         (id, status, model, category, user_email, user_name, distributor, purchase_date,
-        renewal_date, import_notes): one query for a whole chunk."""
+        renewal_date, import_notes), "" where a value is NULL: one query for a whole chunk."""
         if not keys:
             return {}
-        rows = self.conn.execute(
-            "SELECT upper(serial), id, status, model, category, user_email, user_name,"
-            " distributor, purchase_date, renewal_date, import_notes FROM devices"
+        # Plain tuples, not sqlite3.Row: a re-import reads a million of these.
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            "SELECT upper(serial), id, status, coalesce(model, ''), coalesce(category, ''),"
+            " coalesce(user_email, ''), coalesce(user_name, ''), coalesce(distributor, ''),"
+            " coalesce(purchase_date, ''), coalesce(renewal_date, ''),"
+            " coalesce(import_notes, '') FROM devices"
             " WHERE serial IN (SELECT value FROM json_each(?))",
             (json.dumps(list(keys), ensure_ascii=False),),
         )
-        return {row[0]: tuple(row)[1:] for row in rows}
+        return {row[0]: row[1:] for row in rows}
 
-    def import_write(
+    def import_insert(
         self,
-        inserts: Sequence[tuple[Any, ...]],
-        updates: Sequence[tuple[Any, ...]],
-        history: Sequence[tuple[Any, ...]],
+        rows: Iterable[Sequence[Any]],
+        *,
+        first_id: int,
+        source: str,
+        status: str,
+        at: str,
+        actor: str,
+        action: str,
     ) -> None:
-        """A chunk of an import. ``inserts``: (id, source, status, serial, model, category,
-        user_email, user_name, distributor, purchase_date, renewal_date, import_notes,
-        created_at, updated_at), "" for a value the file does not give (stored as NULL);
-        ``updates``: (model, category, user_email, user_name,
-        distributor, purchase_date, renewal_date, import_notes, updated_at, id); ``history``
-        as ``record_history_many`` takes it."""
-        if inserts:
-            self.conn.executemany(
-                "INSERT INTO devices (id, source, status, serial, model, category, user_email,"
-                " user_name, distributor, purchase_date, renewal_date, import_notes, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, nullif(?, ''), nullif(?, ''), nullif(?, ''),"
-                " nullif(?, ''), nullif(?, ''), nullif(?, ''), nullif(?, ''), nullif(?, ''), ?, ?)",
-                inserts,
-            )
-        if updates:
-            self.conn.executemany(
-                "UPDATE devices SET model = ?, category = ?, user_email = ?, user_name = ?,"
-                " distributor = ?, purchase_date = ?, renewal_date = ?, import_notes = ?,"
-                " updated_at = ? WHERE id = ?",
-                updates,
-            )
-        if history:
-            self.record_history_many(history)
+        """New devices from a chunk of an import, as (serial, model, category, user_email,
+        user_name, distributor, purchase_date, renewal_date, import_notes), "" for a value
+        the file does not give (stored as NULL); numbered from ``first_id`` in order, each
+        with its history entry (``action``, to ``status``).
+
+        The rows go through a temporary table without constraints, and from there into
+        devices with one statement: SQLite then checks the table's constraints in one run
+        of its program instead of once a row."""
+        conn = self.conn
+        conn.executemany(
+            "INSERT INTO temp.import_rows (serial, model, category, user_email, user_name,"
+            " distributor, purchase_date, renewal_date, import_notes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        # The temporary table is empty before each chunk, so its seq counts from 1.
+        conn.execute(
+            "INSERT INTO devices (id, source, status, serial, model, category, user_email,"
+            " user_name, distributor, purchase_date, renewal_date, import_notes, created_at,"
+            " updated_at) SELECT ? - 1 + seq, ?, ?, serial, nullif(model, ''),"
+            " nullif(category, ''), nullif(user_email, ''), nullif(user_name, ''),"
+            " nullif(distributor, ''), nullif(purchase_date, ''), nullif(renewal_date, ''),"
+            " nullif(import_notes, ''), ?, ? FROM temp.import_rows ORDER BY seq",
+            (first_id, source, status, at, at),
+        )
+        conn.execute(
+            "INSERT INTO history (device_id, at, actor, action, from_status, to_status)"
+            " SELECT ? - 1 + seq, ?, ?, ?, NULL, ? FROM temp.import_rows ORDER BY seq",
+            (first_id, at, actor, action, status),
+        )
+        conn.execute("DELETE FROM temp.import_rows")
+
+    def import_update(
+        self, updates: Sequence[tuple[Any, ...]], history: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Stored devices an import changes, as (model, category, user_email, user_name,
+        distributor, purchase_date, renewal_date, import_notes, updated_at, id), "" for
+        NULL; ``history`` their entries, as ``record_history_many`` takes them."""
+        self.conn.executemany(
+            "UPDATE devices SET model = nullif(?, ''), category = nullif(?, ''),"
+            " user_email = nullif(?, ''), user_name = nullif(?, ''),"
+            " distributor = nullif(?, ''), purchase_date = nullif(?, ''),"
+            " renewal_date = nullif(?, ''), import_notes = nullif(?, ''), updated_at = ?"
+            " WHERE id = ?",
+            updates,
+        )
+        self.record_history_many(history)
+
+    def import_defer_indexes(self) -> list[str]:
+        """For a bulk load into an empty store: drop the secondary indexes of devices and
+        history and return their CREATE statements, so ``import_restore_indexes`` builds them
+        once, sorted, instead of row by row. Inside the import's transaction, a rollback
+        brings them back as they were."""
+        rows = self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            " AND tbl_name IN ('devices', 'history') AND sql IS NOT NULL ORDER BY name"
+        ).fetchall()
+        for name, _ in rows:
+            self.conn.execute('DROP INDEX "' + name.replace('"', '""') + '"')
+        return [sql for _, sql in rows]
+
+    def import_restore_indexes(self, statements: Sequence[str]) -> None:
+        # SQLite sorts an index build in memory up to the page cache's size: a small cache
+        # here keeps that memory the same however many rows were imported.
+        cache_size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA cache_size = {IMPORT_SORT_CACHE_SIZE}")
+        try:
+            for sql in statements:
+                self.conn.execute(sql)
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
     # ---- flow: status changes, replacements, renewals, todo, stats ----------------------
 

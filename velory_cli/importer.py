@@ -1,0 +1,1481 @@
+"""Files in, validated rows and a row-numbered report out: ``velory import``.
+
+The file is read as it comes from Excel or another asset system: CSV with ``,`` ``;`` or tab
+between fields, any line ends, UTF-8 with or without a byte-order mark or Windows-1252; a JSON
+array of objects; or JSON Lines. Rows stream through in chunks, so a file of a million rows
+takes no more memory than one of a thousand: each chunk is checked, its serials are looked up
+with one query, and its inserts, updates and history are written a chunk at a time. The whole
+import is one transaction; a file with an invalid row writes nothing unless ``skip_invalid``.
+
+Every problem is reported with the row an admin finds it at: the spreadsheet row (the header is
+row 1), the element of a JSON array (from 1) or the line of a JSON Lines file, and the column as
+the file spells it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import json
+import operator
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from velory_cli import dates
+from velory_cli.errors import InputUnreadable, OutputUnwritable, UsageError
+from velory_cli.lifecycle import ACTIVE, REMOVED
+from velory_cli.models import SOURCE_IMPORTED
+from velory_cli.store import Store
+
+# The fields an import fills, in the order rows carry them.
+FIELDS = (
+    "serial",
+    "model",
+    "category",
+    "user_email",
+    "user_name",
+    "distributor",
+    "purchase_date",
+    "renewal_date",
+    "notes",
+)
+SERIAL, MODEL, CATEGORY, EMAIL, USER_NAME, DISTRIBUTOR, PURCHASED, RENEWAL, NOTES = range(9)
+
+# PRODUCT.md's table: the headers each field accepts, the most telling first. Where two columns
+# of a file match one field, the one whose header comes earlier here wins.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "serial": ("serial", "serial number", "serial no", "serialnumber", "sn"),
+    "model": ("model", "model name", "device"),
+    "category": ("category", "type"),
+    "user_email": ("email", "e-mail", "user email", "email address", "checked out to: email"),
+    "user_name": ("full name", "user name", "user", "employee"),
+    "distributor": ("distributor", "supplier", "vendor", "reseller"),
+    "purchase_date": ("purchase date", "purchased", "order date"),
+    "renewal_date": (
+        "renewal date",
+        "renewal",
+        "lease end",
+        "end of lease",
+        "eol date",
+        "asset eol date",
+    ),
+    "notes": ("notes", "note", "comment", "comments", "asset notes"),
+}
+
+# The device columns the stored values of the fields 1..8 live in, for history details.
+STORED_FIELDS = (
+    "model",
+    "category",
+    "user_email",
+    "user_name",
+    "distributor",
+    "purchase_date",
+    "renewal_date",
+    "import_notes",
+)
+
+# The action of the history entries an import writes.
+IMPORT_ACTION = "import"
+
+CHUNK_ROWS = 5000
+# A progress bar is worth drawing only for files that take a while.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+# No header line, JSON element or CSV field is longer than this in an inventory.
+MAX_LINE_CHARS = 1024 * 1024
+MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
+# How many rows of errors a table for people shows; --json and --rejects have them all.
+SHOWN_ERRORS = 200
+
+FORMAT_CSV = "csv"
+FORMAT_JSON = "json"
+FORMAT_JSONL = "jsonl"
+
+_EXTENSION_FORMATS = {
+    ".csv": FORMAT_CSV,
+    ".tsv": FORMAT_CSV,
+    ".txt": FORMAT_CSV,
+    ".json": FORMAT_JSON,
+    ".jsonl": FORMAT_JSONL,
+    ".ndjson": FORMAT_JSONL,
+}
+
+_SEP_HINT = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
+_HEADER_NOISE = re.compile(r"[\s_\-.:\ufeff]+")
+# Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone.
+_SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]\d{1,3}", re.ASCII)
+_SCIENTIFIC_LINES = re.compile(r"^" + _SCIENTIFIC.pattern + r"$", re.ASCII | re.MULTILINE)
+# Control characters: none in a field velory imports; line breaks and tabs are fine in notes.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_NOTES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# An address as people write one: no spaces, one @, dots only between parts, a dotted domain.
+_LOCAL = r"[^\s@.,;:<>()\[\]\\\"]+"
+_LABEL = r"[^\s@.,;:<>()\[\]\\\"'`]+"
+_EMAIL = re.compile(rf"{_LOCAL}(?:\.{_LOCAL})*@{_LABEL}(?:\.{_LABEL})+")
+# Many addresses, one a line, checked in one call (none of the parts can hold a line break).
+_EMAIL_LINES = re.compile(rf"{_EMAIL.pattern}(?:\n{_EMAIL.pattern})*")
+
+# Windows-1252 leaves five bytes undefined; those are read as Latin-1 (the C1 controls).
+_WINDOWS_1252_UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+_FALLBACK_ERRORS = "velory-latin-1-fallback"
+# Python's codec names, as admins know the encodings.
+_LABELS = {"cp1252": "windows-1252", "iso8859-1": "latin-1", "utf-8-sig": "utf-8"}
+
+
+def normalise_header(name: str) -> str:
+    """A header as velory compares it: any case, without spaces, ``_ - . :`` or a BOM."""
+    return _HEADER_NOISE.sub("", name).lower()
+
+
+def _alias_index() -> dict[str, tuple[int, int]]:
+    """Each normalised alias: its field and rank. Two aliases may normalise alike ("serial
+    number" and "serialnumber"); the earlier rank stands."""
+    index: dict[str, tuple[int, int]] = {}
+    for field_index, name in enumerate(FIELDS):
+        for rank, alias in enumerate(ALIASES[name]):
+            index.setdefault(normalise_header(alias), (field_index, rank))
+    return index
+
+
+_ALIAS_INDEX = _alias_index()
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem: the row it is on (None for the whole file), the column as the file spells
+    it (None when it is not about one column), and what is wrong."""
+
+    row: int | None
+    column: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "column": self.column, "message": self.message}
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, dry run, would do), row by row where something is wrong."""
+
+    source: str
+    dry_run: bool
+    skip_invalid: bool
+    format: str | None = None
+    encoding: str | None = None
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # A problem with the whole file (not a table, no serial column, invalid JSON): nothing read.
+    file_error: RowError | None = None
+    written: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """True when nothing was (or would be) written because the data is invalid."""
+        return self.file_error is not None or (self.rejected > 0 and not self.skip_invalid)
+
+    @property
+    def exit_code(self) -> int:
+        from velory_cli.errors import ExitCode
+
+        return int(ExitCode.DATA_INVALID) if self.failed else int(ExitCode.OK)
+
+    @property
+    def valid(self) -> int:
+        return self.rows - self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        errors = [e.to_dict() for e in self.errors]
+        if self.file_error is not None:
+            errors.append(self.file_error.to_dict())
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "dry_run": self.dry_run,
+            "errors": errors,
+            "file": self.source,
+            "format": self.format,
+            "encoding": self.encoding,
+            "rows": self.rows,
+            "valid": self.valid,
+            "written": self.written,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    skip_invalid: bool = False
+    dry_run: bool = False
+    date_order: dates.DateOrder | None = None
+    term_months: int = 36
+    encoding: str | None = None
+
+
+def check_encoding(name: str | None) -> str | None:
+    """The codec name behind ``--encoding``, or a usage error for one Python does not know."""
+    if name is None:
+        return None
+    try:
+        info = codecs.lookup(name.strip())
+    except LookupError:
+        raise UsageError(
+            f"unknown encoding {name!r}; use a name like utf-8, windows-1252 or latin-1"
+        ) from None
+    if not _is_text_encoding(info):
+        raise UsageError(f"{name!r} is not a text encoding")
+    return info.name
+
+
+def _is_text_encoding(info: codecs.CodecInfo) -> bool:
+    return getattr(info, "_is_text_encoding", True) is not False
+
+
+# ---- opening the file ----------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """The file to import, open for reading bytes from the start, and how to call it."""
+
+    name: str
+    stream: BinaryIO
+    size: int | None
+    suffix: str
+
+
+@contextmanager
+def open_source(path: str, stdin: BinaryIO | None = None) -> Iterator[Source]:
+    """The file at ``path``, or stdin for ``-`` (spooled to a temporary file when it cannot
+    seek, as from a pipe); a file that is missing or unreadable is ``InputUnreadable``."""
+    if path == "-":
+        if stdin is None:
+            raise InputUnreadable("no standard input to read")
+        with _seekable(stdin) as stream:
+            yield Source(name="stdin", stream=stream, size=_size(stream), suffix="")
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputUnreadable(f"{path} is a folder, not a file")
+    try:
+        handle = target.open("rb")
+    except FileNotFoundError:
+        raise InputUnreadable(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputUnreadable(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        yield Source(
+            name=_printable(path), stream=handle, size=_size(handle), suffix=target.suffix.lower()
+        )
+
+
+def _printable(path: str) -> str:
+    """A file name as it can be printed: bytes that are not UTF-8 shown as \ufffd."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@contextmanager
+def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
+    try:
+        seekable = stream.seekable()
+    except (OSError, ValueError):
+        seekable = False
+    if seekable:
+        yield stream
+        return
+    # Reading the input twice (once to tell its encoding) needs a file that can rewind.
+    with tempfile.TemporaryFile(prefix="velory-import-") as spool:
+        try:
+            shutil.copyfileobj(stream, spool, 1024 * 1024)
+        except OSError as exc:
+            raise InputUnreadable(f"cannot read standard input: {exc.strerror}") from None
+        spool.seek(0)
+        yield spool
+
+
+def _size(stream: BinaryIO) -> int | None:
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (OSError, ValueError, io.UnsupportedOperation):
+        try:
+            here = stream.tell()
+            end = stream.seek(0, io.SEEK_END)
+            stream.seek(here)
+            return end
+        except (OSError, ValueError):
+            return None
+
+
+# ---- encodings -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    codec: str
+    errors: str
+    label: str
+    warning: str | None = None
+
+
+def _latin_1_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if isinstance(exc, UnicodeDecodeError):
+        return exc.object[exc.start : exc.end].decode("latin-1"), exc.end
+    raise exc
+
+
+def _register_fallback() -> None:
+    try:
+        codecs.lookup_error(_FALLBACK_ERRORS)
+    except LookupError:
+        codecs.register_error(_FALLBACK_ERRORS, _latin_1_fallback)
+
+
+def detect_encoding(stream: BinaryIO, name: str, forced: str | None) -> _Encoding:
+    """How to read the bytes of ``stream`` as text, reading it once; it is left at the start.
+
+    UTF-8 (a byte-order mark or not) when every byte sequence is UTF-8; UTF-16 when it starts
+    with its byte-order mark; else Windows-1252, Excel's "CSV" on Windows, with the five bytes
+    Windows-1252 leaves undefined read as Latin-1.
+    """
+    stream.seek(0)
+    if forced:
+        codec = "utf-8-sig" if forced == "utf-8" else forced
+        return _Encoding(codec=codec, errors="strict", label=_LABELS.get(forced, forced))
+    head = stream.read(4)
+    stream.seek(0)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _Encoding(codec="utf-16", errors="strict", label="utf-16")
+    if _is_utf8(stream):
+        stream.seek(0)
+        return _Encoding(codec="utf-8-sig", errors="strict", label="utf-8")
+    stream.seek(0)
+    undefined = 0
+    while chunk := stream.read(1024 * 1024):
+        undefined += sum(chunk.count(byte) for byte in _WINDOWS_1252_UNDEFINED)
+    stream.seek(0)
+    _register_fallback()
+    warning = f"{name} is not UTF-8: read it as Windows-1252"
+    if undefined:
+        warning += f" ({undefined} bytes Windows-1252 does not define read as Latin-1)"
+    warning += "; if names look wrong, give the right one with --encoding"
+    return _Encoding(codec="cp1252", errors=_FALLBACK_ERRORS, label="windows-1252", warning=warning)
+
+
+def _is_utf8(stream: BinaryIO) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        while chunk := stream.read(1024 * 1024):
+            if chunk.isascii() and not decoder.getstate()[0]:
+                continue
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# ---- reading rows --------------------------------------------------------------------------
+
+
+class FileProblem(Exception):
+    """The whole file cannot be imported; ``row`` is where it showed, if anywhere."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which column feeds which field, as a file's header says."""
+
+    positions: tuple[int | None, ...]  # per field: the column's position, or None
+    names: tuple[str | None, ...]  # per field: the header as the file spells it
+    ignored: tuple[str, ...]  # columns velory does not import, each named once
+
+    def has(self, field_index: int) -> bool:
+        return self.positions[field_index] is not None
+
+
+def map_columns(headers: Sequence[str]) -> ColumnMap:
+    """Match a header to the fields: any case, without spaces, ``_ - . :``; where two columns
+    match one field, the alias earlier in PRODUCT.md's table wins, then the earlier column."""
+    best: dict[int, tuple[int, int]] = {}  # field: (alias rank, position)
+    losers: list[int] = []
+    for position, raw in enumerate(headers):
+        key = normalise_header(raw)
+        if not key:
+            continue  # an empty header: a column without a name holds nothing velory can use
+        hit = _ALIAS_INDEX.get(key)
+        if hit is None:
+            losers.append(position)
+            continue
+        field_index, rank = hit
+        current = best.get(field_index)
+        if current is None or rank < current[0]:
+            if current is not None:
+                losers.append(current[1])
+            best[field_index] = (rank, position)
+        else:
+            losers.append(position)
+    positions = tuple(best[i][1] if i in best else None for i in range(len(FIELDS)))
+    names = tuple(headers[p].strip() if p is not None else None for p in positions)
+    used_by = {
+        p: n for p, n in zip(positions, names, strict=True) if p is not None and n is not None
+    }
+    ignored: list[str] = []
+    seen: set[str] = set()
+    for position in sorted(losers):
+        name = headers[position].strip()
+        if name in seen:
+            continue
+        seen.add(name)
+        winner = _winner_for(normalise_header(name), positions, used_by)
+        if winner is None:
+            ignored.append(name)
+        elif winner == name:
+            ignored.append(f"{name} (the first {name} is used)")
+        else:
+            ignored.append(f"{name} ({winner} is used)")
+    return ColumnMap(positions=positions, names=names, ignored=tuple(ignored))
+
+
+def _winner_for(key: str, positions: Sequence[int | None], used_by: dict[int, str]) -> str | None:
+    hit = _ALIAS_INDEX.get(key)
+    if hit is None:
+        return None
+    position = positions[hit[0]]
+    return used_by.get(position) if position is not None else None
+
+
+# A data row as a reader hands it over: its number, what the file holds there (CSV cells or a
+# JSON object), the text of each field in FIELDS order ("" where there is none), the column
+# names for its errors, and errors found while reading it.
+_Row = tuple[int, Any, Sequence[str], Sequence[str | None], list[RowError] | None]
+
+# A row once checked one by one: a list (a repeated serial adds its error later) of
+_NUMBER, _KEY, _VALUES, _ERRORS, _ORIGINAL, _NAMES, _SERIAL = range(7)
+# number, serial key (None without a usable serial), the values to store (None when rejected),
+# errors (None when valid), what the file holds, column names, the serial as written.
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A chunk of rows, held by column: most checks then run once over a whole column."""
+
+    numbers: Sequence[int]
+    originals: list[Any]
+    columns: list[Sequence[str]]  # per field, its texts as read ("" where there is none)
+    names: Sequence[str | None] | None  # the column names, when every row has the same
+    row_names: list[Sequence[str | None]] | None = None  # else each row's
+    errors: list[list[RowError] | None] | None = None  # problems found while reading a row
+
+    def __len__(self) -> int:
+        return len(self.originals)
+
+    def row(self, index: int) -> _Row:
+        names = self.names if self.names is not None else self.row_names[index]  # type: ignore[index]
+        return (
+            self.numbers[index],
+            self.originals[index],
+            tuple(column[index] for column in self.columns),
+            names,
+            self.errors[index] if self.errors is not None else None,
+        )
+
+
+def _batch_of(rows: list[_Row]) -> _Batch:
+    names = rows[0][3]
+    uniform = all(row[3] is names for row in rows)
+    errors = [row[4] for row in rows]
+    return _Batch(
+        numbers=[row[0] for row in rows],
+        originals=[row[1] for row in rows],
+        columns=[list(column) for column in zip(*(row[2] for row in rows), strict=True)],
+        names=names if uniform else None,
+        row_names=None if uniform else [row[3] for row in rows],
+        errors=errors if any(errors) else None,
+    )
+
+
+class _Reader:
+    """A file's rows, whatever its format, with the file's own numbering, in batches."""
+
+    format: str = FORMAT_CSV
+    delimiter: str = ","
+
+    def __init__(self, text: IO[str] | None) -> None:
+        self.text = text
+
+    def rows(self) -> Iterator[_Row]:
+        return iter(())
+
+    def batches(self, size: int) -> Iterator[_Batch]:
+        rows = self.rows()
+        while chunk := list(itertools.islice(rows, size)):
+            yield _batch_of(chunk)
+
+    @property
+    def header(self) -> list[str] | None:
+        return None
+
+    def ignored_columns(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        # Let go of the text layer without closing the file under it (it may be stdin).
+        if self.text is not None:
+            with suppress(ValueError, OSError):
+                self.text.detach()  # type: ignore[attr-defined]
+            self.text = None
+
+
+def _text_stream(source: Source, encoding: _Encoding) -> IO[str]:
+    source.stream.seek(0)
+    return io.TextIOWrapper(
+        source.stream,
+        encoding=encoding.codec,
+        errors=encoding.errors,
+        newline="",
+    )
+
+
+def _first_lines(text: IO[str]) -> tuple[list[str], str]:
+    """The lines up to the first that is not blank (kept to be read again), and its first
+    character ("" for a file of blank lines)."""
+    lines: list[str] = []
+    while True:
+        line = text.readline(MAX_LINE_CHARS)
+        if not line:
+            return lines, ""
+        lines.append(line)
+        stripped = line.strip().lstrip("\ufeff")
+        if stripped:
+            return lines, stripped[0]
+
+
+def choose_format(suffix: str, first_char: str) -> str:
+    """By the file's extension, else by its first character: ``[`` JSON, ``{`` JSON Lines."""
+    by_extension = _EXTENSION_FORMATS.get(suffix)
+    if by_extension == FORMAT_JSON and first_char == "{":
+        return FORMAT_JSONL  # a .json file of one object a line
+    if by_extension:
+        return by_extension
+    if first_char == "[":
+        return FORMAT_JSON
+    if first_char == "{":
+        return FORMAT_JSONL
+    return FORMAT_CSV
+
+
+def open_reader(source: Source, encoding: _Encoding) -> _Reader:
+    text = _text_stream(source, encoding)
+    lines, first_char = _first_lines(text)
+    kind = choose_format(source.suffix, first_char)
+    if not first_char:
+        empty = _Reader(text)  # nothing but blank lines: no rows, which is no error
+        empty.format = kind
+        return empty
+    if kind == FORMAT_JSON:
+        return _JsonReader(text, lines)
+    if kind == FORMAT_JSONL:
+        return _JsonLinesReader(text, lines)
+    return _CsvReader(text, lines, source.suffix)
+
+
+class _CsvReader(_Reader):
+    format = FORMAT_CSV
+
+    def __init__(self, text: IO[str], lines: list[str], suffix: str) -> None:
+        super().__init__(text)
+        self.lines = lines
+        header_line = lines[-1]
+        if "\x00" in header_line:
+            raise FileProblem("this is not a table: the file holds binary data", row=None)
+        if not header_line.endswith(("\n", "\r")) and text.read(1):
+            raise FileProblem(
+                "this is not a table: its first line is longer than any header", row=None
+            )
+        hint = _SEP_HINT.fullmatch(header_line.strip())
+        if hint:
+            # Excel's "sep=;" line names the separator; Excel shows it as no row at all.
+            self.delimiter = hint[1]
+            del lines[-1]
+        else:
+            self.delimiter = _delimiter(header_line, suffix)
+        self._header: list[str] | None = None
+        self.columns: ColumnMap | None = None
+
+    @property
+    def header(self) -> list[str] | None:
+        return self._header
+
+    def batches(self, size: int) -> Iterator[_Batch]:
+        assert self.text is not None
+        reader = csv.reader(
+            itertools.chain(self.lines, self.text), delimiter=self.delimiter, strict=True
+        )
+        number = 0
+        try:
+            for cells in reader:
+                number += 1
+                if cells:  # blank lines above the header are rows too, and skipped
+                    self._header = cells
+                    self.columns = _table_columns(cells, number)
+                    break
+            if self.columns is None:
+                return
+            positions, names = self.columns.positions, self.columns.names
+            # A field's texts in one pass of C over the rows: an itemgetter a used column.
+            getters = [operator.itemgetter(p) if p is not None else None for p in positions]
+            # A full row is as wide as the header, and a blank row never is (but for a header of
+            # one column, which takes the careful way for every row).
+            full_width = max(len(self._header or ()), 2)
+            while True:
+                batch: list[list[str]] = []
+                first = number + 1
+                try:
+                    # extend() keeps what it read before an error: the row of a bad one is known.
+                    batch.extend(itertools.islice(reader, size))
+                finally:
+                    number += len(batch)
+                if not batch:
+                    return
+                if min(map(len, batch)) >= full_width:
+                    empty = ("",) * len(batch)
+                    columns: list[Sequence[str]] = [
+                        list(map(get, batch)) if get is not None else empty for get in getters
+                    ]
+                    yield _Batch(range(first, first + len(batch)), batch, columns, names)
+                    continue
+                rows: list[_Row] = []
+                for offset, cells in enumerate(batch):
+                    width = len(cells)
+                    if not cells or (width == 1 and not cells[0].strip()):
+                        continue  # a blank line: Excel leaves them, they are no device
+                    values = tuple(
+                        cells[p] if p is not None and p < width else "" for p in positions
+                    )
+                    rows.append((first + offset, cells, values, names, None))
+                if rows:
+                    yield _batch_of(rows)
+        except csv.Error as exc:
+            raise FileProblem(_csv_problem(exc), row=number + 1) from None
+
+    def ignored_columns(self) -> list[str]:
+        return list(self.columns.ignored) if self.columns else []
+
+
+def _table_columns(header: list[str], row: int) -> ColumnMap:
+    columns = map_columns(header)
+    if not columns.has(SERIAL):
+        found = ", ".join(h.strip() for h in header if h.strip()) or "no column names"
+        raise FileProblem(
+            f"no serial column: name one {_accepted('serial')} (found {found})", row=row
+        )
+    if not (columns.has(PURCHASED) or columns.has(RENEWAL)):
+        raise FileProblem(
+            "no date column: every device needs a purchase date (a column named "
+            f"{_accepted('purchase_date', 'or')}) or a renewal date "
+            f"({_accepted('renewal_date', 'or')})",
+            row=row,
+        )
+    return columns
+
+
+def _accepted(name: str, word: str = "of") -> str:
+    aliases = [f'"{alias}"' for alias in ALIASES[name]]
+    if word == "or":
+        return ", ".join(aliases[:-1]) + " or " + aliases[-1]
+    return "of " + ", ".join(aliases)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return (
+            'a field is far too long: most likely a quote (") that is never closed runs the '
+            "rest of the file into one cell"
+        )
+    if "unexpected end of data" in text:
+        return 'the file ends inside a quoted field: a quote (") is never closed'
+    if "expected after" in text:
+        return f"a quoted field has text after its closing quote ({text})"
+    return f"this is not a CSV table: {text}"
+
+
+def _delimiter(header_line: str, suffix: str) -> str:
+    """The separator a header line uses: the most frequent of tab, ``;`` and ``,`` outside
+    quotes; tab first for a .tsv file, comma when the header has only one column."""
+    counts = {"\t": 0, ";": 0, ",": 0}
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    if suffix == ".tsv" and counts["\t"]:
+        return "\t"
+    best = max(counts, key=lambda c: (counts[c], c == ","))
+    return best if counts[best] else ","
+
+
+class _JsonKeys:
+    """The column map of each distinct set of keys the objects of a JSON file use."""
+
+    def __init__(self) -> None:
+        self.maps: dict[tuple[str, ...], tuple[list[str], ColumnMap]] = {}
+        self.ignored_names: dict[str, None] = {}
+
+    def row(self, number: int, obj: dict[str, Any]) -> _Row:
+        """The row of one object, its fields found by the column map of its keys."""
+        keys = tuple(obj)
+        known = self.maps.get(keys)
+        if known is None:
+            columns = map_columns(keys)
+            known = (list(keys), columns)
+            if len(self.maps) < 1000:  # a file of ever-new keys is not worth remembering
+                self.maps[keys] = known
+            for name in columns.ignored:
+                if len(self.ignored_names) < 100:
+                    self.ignored_names.setdefault(name, None)
+        key_list, columns = known
+        values: list[str] = []
+        errors: list[RowError] | None = None
+        for index, position in enumerate(columns.positions):
+            value = obj[key_list[position]] if position is not None else None
+            if isinstance(value, str):
+                values.append(value)
+                continue
+            values.append("")
+            if value is not None:
+                # Numbers arrive as their text (parse_int/parse_float); anything else is wrong.
+                kind = (
+                    "true or false"
+                    if isinstance(value, bool)
+                    else "an object"
+                    if isinstance(value, dict)
+                    else "a list"
+                )
+                errors = _add(errors, number, columns.names[index], f"must be text, not {kind}")
+        return number, obj, values, columns.names, errors
+
+    def ignored(self) -> list[str]:
+        return list(self.ignored_names)
+
+
+class _JsonReader(_Reader):
+    """A JSON array of objects, element by element: never the whole array in memory."""
+
+    format = FORMAT_JSON
+
+    def __init__(self, text: IO[str], lines: list[str]) -> None:
+        super().__init__(text)
+        self.buffer = "".join(lines)
+        self.position = 0
+        self.lines_before = 0  # line breaks in the text already dropped from the buffer
+        self.eof = False
+        self.keys = _JsonKeys()
+
+    def _fill(self) -> bool:
+        if self.eof or self.text is None:
+            return False
+        chunk = self.text.read(1024 * 1024)
+        if not chunk:
+            self.eof = True
+            return False
+        self.lines_before += self.buffer.count("\n", 0, self.position)
+        self.buffer = self.buffer[self.position :] + chunk
+        self.position = 0
+        return True
+
+    def _next_char(self) -> str:
+        """The next character that is not white space ("" at the end of the file)."""
+        while True:
+            buffer, position = self.buffer, self.position
+            while position < len(buffer) and buffer[position] in " \t\r\n\ufeff":
+                position += 1
+            self.position = position
+            if position < len(buffer):
+                return buffer[position]
+            if not self._fill():
+                return ""
+
+    def _where(self, offset: int) -> str:
+        line = self.lines_before + self.buffer.count("\n", 0, offset) + 1
+        column = offset - self.buffer.rfind("\n", 0, offset)
+        return f"line {line}, column {column}"
+
+    def rows(self) -> Iterator[_Row]:
+        decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        if self._next_char() != "[":
+            raise FileProblem(
+                "this is not a JSON array of objects (it does not start with '[')", row=None
+            )
+        self.position += 1
+        element = 0
+        while True:
+            char = self._next_char()
+            if char == "]":
+                self.position += 1
+                break
+            if element:
+                if char != ",":
+                    raise FileProblem(
+                        f"not valid JSON at {self._where(self.position)}: "
+                        + ("expected ',' or ']'" if char else "the array is never closed"),
+                        row=element + 1,
+                    )
+                self.position += 1
+                char = self._next_char()
+            if not char:
+                raise FileProblem("not valid JSON: the array is never closed", row=element + 1)
+            element += 1
+            value = self._decode(decoder, element)
+            if not isinstance(value, dict):
+                raise FileProblem(
+                    f"element {element} of the array is not an object (a row of named values)",
+                    row=element,
+                )
+            yield self.keys.row(element, value)
+        if self._next_char():
+            raise FileProblem(
+                f"not valid JSON at {self._where(self.position)}: more after the array's end",
+                row=None,
+            )
+
+    def _decode(self, decoder: json.JSONDecoder, element: int) -> Any:
+        while True:
+            try:
+                value, end = decoder.raw_decode(self.buffer, self.position)
+            except json.JSONDecodeError as exc:
+                if len(self.buffer) - self.position < MAX_JSON_ELEMENT_CHARS and self._fill():
+                    continue  # the element goes on in the next piece of the file
+                raise FileProblem(
+                    f"not valid JSON at {self._where(exc.pos)}: {exc.msg}", row=element
+                ) from None
+            except RecursionError:
+                raise FileProblem(_TOO_DEEP, row=element) from None
+            if end >= len(self.buffer) and self._fill():
+                continue  # a number or word may go on in the next piece
+            if self.buffer.find("\\u", self.position, end) != -1:
+                _check_escapes(value, element)
+            self.position = end
+            return value
+
+    def ignored_columns(self) -> list[str]:
+        return self.keys.ignored()
+
+
+_TOO_DEEP = "not a row of named values: lists or objects nested too deeply"
+
+
+def _check_escapes(value: Any, row: int) -> None:
+    """Refuse a \\u escape that stands for half a character (a lone surrogate): it is no
+    text, and could be neither stored nor printed."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FileProblem(
+            "a \\u escape stands for half a character (a lone surrogate), which is no text",
+            row=row,
+        ) from None
+
+
+class _JsonLinesReader(_Reader):
+    """One JSON object a line; the line number is the row."""
+
+    format = FORMAT_JSONL
+
+    def __init__(self, text: IO[str], lines: list[str]) -> None:
+        super().__init__(text)
+        self.lines = lines
+        self.keys = _JsonKeys()
+
+    def rows(self) -> Iterator[_Row]:
+        assert self.text is not None
+        decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        number = 0
+        for line in itertools.chain(self.lines, self.text):
+            number += 1
+            stripped = line.strip().lstrip("\ufeff")
+            if not stripped:
+                continue
+            try:
+                value = decoder.decode(stripped)
+            except json.JSONDecodeError as exc:
+                raise FileProblem(
+                    f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
+                    row=number,
+                ) from None
+            except RecursionError:
+                raise FileProblem(_TOO_DEEP, row=number) from None
+            if "\\u" in stripped:
+                _check_escapes(value, number)
+            if not isinstance(value, dict):
+                raise FileProblem(
+                    f"line {number} is not a JSON object (a row of named values)", row=number
+                )
+            yield self.keys.row(number, value)
+
+    def ignored_columns(self) -> list[str]:
+        return self.keys.ignored()
+
+
+# ---- checking rows -------------------------------------------------------------------------
+
+
+def serial_key(serial: str) -> str:
+    """How serials compare: case folded as the store's NOCASE column folds it (ASCII only)."""
+    if serial.isascii():
+        return serial.upper()
+    return "".join(char.upper() if char.isascii() else char for char in serial)
+
+
+def _add(
+    errors: list[RowError] | None, row: int, column: str | None, message: str
+) -> list[RowError]:
+    if errors is None:
+        errors = []
+    errors.append(RowError(row, column, message))
+    return errors
+
+
+def _control_message(value: str, pattern: re.Pattern[str]) -> str:
+    found = pattern.search(value)
+    code = f"U+{ord(found.group()):04X}" if found else "?"
+    return f"holds a control character ({code}): {value!r}"
+
+
+class _Checker:
+    """Turns a row's texts into the values to store, or says what is wrong, by column."""
+
+    def __init__(self, options: ImportOptions) -> None:
+        self.order = options.date_order
+        self.term_months = options.term_months
+        self._iso: dict[str, str] = {"": ""}  # the dates of the file read so far, as ISO
+
+    def check(self, row: _Row) -> list[Any]:
+        """The row as a chunk holds it: its values stripped ("" where empty), dates as ISO and
+        the renewal date worked out from the purchase date where the file has none; or its
+        errors. Runs once a row: kept to plain string work and precompiled patterns."""
+        number, original, texts, names, errors = row
+        serial, model, category, email, user_name, distributor, purchased, renewal, notes = map(
+            str.strip, texts
+        )
+        key = None
+        if not serial:
+            errors = _add(errors, number, names[SERIAL], "serial is empty")
+        elif _SCIENTIFIC.fullmatch(serial):
+            errors = _add(
+                errors,
+                number,
+                names[SERIAL],
+                f"{serial!r} is a number Excel wrote in scientific notation: the real serial "
+                "is lost; format the column as text where it comes from and export it again",
+            )
+        else:
+            key = serial.upper() if serial.isascii() else serial_key(serial)
+        fields = (serial, model, category, email, user_name, distributor, purchased, renewal)
+        # One search over the fields but the notes; only a hit looks for which one it was.
+        if _CONTROL.search("".join(fields)):
+            for index, value in enumerate(fields):
+                if _CONTROL.search(value):
+                    errors = _add(errors, number, names[index], _control_message(value, _CONTROL))
+        if notes and _CONTROL_IN_NOTES.search(notes):
+            message = _control_message(notes, _CONTROL_IN_NOTES)
+            errors = _add(errors, number, names[NOTES], message)
+        if email and not _EMAIL.fullmatch(email) and not _CONTROL.search(email):
+            errors = _add(errors, number, names[EMAIL], f"{email!r} is not an email address")
+        purchase_iso = renewal_iso = None
+        if purchased:
+            purchase_iso, problem = dates.read_date(purchased, self.order)
+            if problem:
+                errors = _add(errors, number, names[PURCHASED], problem)
+        if renewal:
+            renewal_iso, problem = dates.read_date(renewal, self.order)
+            if problem:
+                errors = _add(errors, number, names[RENEWAL], problem)
+        if not (purchased or renewal):
+            errors = _add(
+                errors,
+                number,
+                names[PURCHASED] or names[RENEWAL],
+                "no date: a purchase date or a renewal date is needed",
+            )
+        elif purchase_iso and renewal_iso and renewal_iso < purchase_iso:
+            errors = _add(
+                errors,
+                number,
+                names[RENEWAL],
+                f"the renewal date {renewal_iso} is before the purchase date {purchase_iso}",
+            )
+        elif purchase_iso and not renewal:
+            renewal_iso = dates.add_months(purchase_iso, self.term_months)
+        if errors:
+            return [number, key, None, errors, original, names, serial]
+        if "\r" in notes:
+            notes = notes.replace("\r\n", "\n").replace("\r", "\n")
+        values = (
+            serial,
+            model,
+            category,
+            email,
+            user_name,
+            distributor,
+            purchase_iso or "",
+            renewal_iso or "",
+            notes,
+        )
+        return [number, key, values, None, original, names, serial]
+
+    def screen(self, batch: _Batch) -> tuple[list[str], list[Sequence[str]]] | None:
+        """The keys and the values to store (by column) of a batch whose every row is valid,
+        found with one pass of C over each column; None when any row might not be, and the
+        rows must go through ``check`` one by one. Never more lenient than ``check``."""
+        names = batch.names
+        if names is None or batch.errors is not None:
+            return None
+        columns = [
+            list(map(str.strip, column)) if names[index] is not None else column
+            for index, column in enumerate(batch.columns)
+        ]
+        serials = columns[SERIAL]
+        if not all(serials):
+            return None
+        imported = (columns[index] for index in range(NOTES) if names[index] is not None)
+        all_text = "".join(itertools.chain.from_iterable(imported))
+        # Printable text holds no control character; only other text needs the search.
+        if not all_text.isprintable() and _CONTROL.search(all_text):
+            return None
+        notes = columns[NOTES]
+        if names[NOTES] is not None:
+            all_notes = "".join(notes)
+            if not all_notes.isprintable() and _CONTROL_IN_NOTES.search(all_notes):
+                return None
+            if "\r" in all_notes:
+                notes = [text.replace("\r\n", "\n").replace("\r", "\n") for text in notes]
+        # No serial holds a line break (no control characters): one text, one line a serial.
+        all_serials = "\n".join(serials)
+        if _SCIENTIFIC_LINES.search(all_serials):
+            return None
+        if all_serials.isascii():
+            keys = all_serials.upper().split("\n")
+        else:
+            keys = [serial_key(serial) for serial in serials]
+        if names[EMAIL] is not None:
+            emails = [email for email in columns[EMAIL] if email]
+            if emails and not _EMAIL_LINES.fullmatch("\n".join(emails)):
+                return None
+        purchased = self._dates(columns[PURCHASED])
+        renewal = self._dates(columns[RENEWAL])
+        if purchased is None or renewal is None:
+            return None
+        if not all(renewal):
+            pairs = zip(purchased, renewal, strict=True)
+            if not all(purchased) and any(not (p or r) for p, r in pairs):
+                return None  # a row without any date
+            term = self.term_months
+            ends = {p: dates.add_months(p, term) for p in set(purchased) if p}
+            ends[""] = ""
+            renewal = [r or ends[p] for p, r in zip(purchased, renewal, strict=True)]
+        # ISO dates compare as text; a computed renewal date is never before its purchase.
+        both = names[PURCHASED] is not None and names[RENEWAL] is not None
+        if both and any(p and r < p for p, r in zip(purchased, renewal, strict=True)):
+            return None
+        values = list(columns)
+        values[PURCHASED], values[RENEWAL], values[NOTES] = purchased, renewal, notes
+        return keys, values
+
+    def _dates(self, texts: Sequence[str]) -> list[str] | None:
+        """The ISO date of every text of a column ("" stays ""), or None if one is no date."""
+        iso = self._iso
+        for text in set(texts).difference(iso):
+            found, _ = dates.read_date(text, self.order)
+            if found is None:
+                return None
+            if len(iso) > 100_000:  # a file of ever-new dates: start again, memory stays flat
+                iso.clear()
+                iso[""] = ""
+            iso[text] = found
+        return list(map(iso.__getitem__, texts))
+
+
+# ---- the import ----------------------------------------------------------------------------
+
+
+class _RollBack(Exception):
+    """Leave the store as it was: the file is invalid, or this is a dry run."""
+
+
+class _Import:
+    def __init__(
+        self,
+        store: Store,
+        source: Source,
+        options: ImportOptions,
+        *,
+        now: str,
+        actor: str,
+        rejects: RejectsWriter | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.options = options
+        self.now = now
+        self.actor = actor
+        self.rejects = rejects
+        self.progress = progress
+        self.report = ImportReport(
+            source=source.name, dry_run=options.dry_run, skip_invalid=options.skip_invalid
+        )
+        self.checker = _Checker(options)
+        self.reader: _Reader | None = None
+        self.store_was_empty = False
+        self.next_id = 0
+
+    @property
+    def writing(self) -> bool:
+        """Whether rows still go to the store: not once one is invalid and all must be valid."""
+        return not (self.report.rejected and not self.options.skip_invalid)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except OSError as exc:
+            # The input failed under us (a disk error, a file on a share that went away).
+            raise InputUnreadable(
+                f"cannot read {self.source.name}: {exc.strerror or exc}; nothing was written"
+            ) from None
+
+    def _run(self) -> None:
+        report = self.report
+        encoding = detect_encoding(self.source.stream, self.source.name, self.options.encoding)
+        report.encoding = encoding.label
+        if encoding.warning:
+            report.warnings.append(encoding.warning)
+        try:
+            self.reader = reader = open_reader(self.source, encoding)
+            report.format = reader.format
+            self.store_was_empty = not self.store.import_has_devices()
+            self.next_id = self.store.import_next_device_id()
+            self.store.import_begin()
+            deferred: list[str] = []
+            if self.store_was_empty and not self.options.dry_run:
+                deferred = self.store.import_defer_indexes()
+            for batch in reader.batches(CHUNK_ROWS):
+                self._flush(batch)
+            if deferred and not report.failed:
+                self.store.import_restore_indexes(deferred)
+            self.store.import_end()
+        except FileProblem as problem:
+            report.file_error = RowError(problem.row, None, problem.message)
+        except UnicodeDecodeError as exc:
+            report.file_error = RowError(
+                None,
+                None,
+                f"the file cannot be read as {encoding.label} (byte "
+                f"0x{exc.object[exc.start]:02x} is not valid in it); "
+                "give its encoding with --encoding",
+            )
+        finally:
+            if self.reader is not None:
+                ignored = self.reader.ignored_columns()
+                if ignored:
+                    report.warnings.append(
+                        "columns velory does not import were ignored: " + ", ".join(ignored)
+                    )
+                if self.rejects is not None and report.file_error is None:
+                    self._start_rejects()
+                    self.rejects.finish()
+                self.reader.close()
+
+    def _start_rejects(self) -> None:
+        assert self.rejects is not None and self.reader is not None
+        if not self.rejects.started:
+            self.rejects.start(self.reader.format, self.reader.header, self.reader.delimiter)
+
+    def _flush(self, batch: _Batch) -> None:
+        report = self.report
+        report.rows += len(batch)
+        check = self.checker.check
+        entries: list[list[Any]] | None = None
+        clean = self.checker.screen(batch)
+        if clean is None:
+            entries = [check(batch.row(index)) for index in range(len(batch))]
+            keys: list[str | None] = [entry[_KEY] for entry in entries]
+        else:
+            keys = list(clean[0])
+        repeats = self._repeated_serials(batch.numbers, keys)
+        if repeats and entries is None:
+            entries = [check(batch.row(index)) for index in range(len(batch))]
+        if entries is None:
+            assert clean is not None
+            if self.writing:
+                self._write(clean[0], zip(*clean[1], strict=True), len(batch))
+        else:
+            for index, first in repeats.items():
+                entry = entries[index]
+                message = f"serial {entry[_SERIAL]!r} is already in row {first}"
+                entry[_ERRORS] = _add(
+                    entry[_ERRORS], entry[_NUMBER], entry[_NAMES][SERIAL], message
+                )
+                entry[_VALUES] = None
+            self._take(entries)
+        if self.progress is not None:
+            with suppress(OSError, ValueError):
+                self.progress(self.source.stream.tell())
+
+    def _take(self, entries: list[list[Any]]) -> None:
+        """Rows checked one by one: the rejected ones reported, the valid ones written."""
+        report = self.report
+        rejected = [entry for entry in entries if entry[_ERRORS]]
+        if rejected:
+            for entry in rejected:
+                report.errors.extend(entry[_ERRORS])
+            report.rejected += len(rejected)
+            if self.rejects is not None:
+                self._start_rejects()
+                self.rejects.add((entry[_ORIGINAL], entry[_ERRORS]) for entry in rejected)
+        if self.writing:
+            valid = [entry for entry in entries if not entry[_ERRORS]]
+            if valid:
+                keys = [entry[_KEY] for entry in valid]
+                self._write(keys, (entry[_VALUES] for entry in valid), len(valid))
+
+    def _repeated_serials(
+        self, numbers: Sequence[int], keys: Sequence[str | None]
+    ) -> dict[int, int]:
+        """The rows (by index) whose serial an earlier row had, with that row's number. The
+        store keeps every serial seen so far, with its first row, in a temporary table."""
+        claim = self.store.import_claim_serials
+        distinct = set(keys)
+        if None not in distinct and len(distinct) == len(keys):
+            # The usual case: each serial of the chunk is there once, and claimed as it is.
+            earlier = claim(list(zip(keys, numbers, strict=True)))  # type: ignore[arg-type]
+            if not earlier:
+                return {}
+            first_here = dict(zip(keys, numbers, strict=True))
+        else:
+            # Built backwards, the first row of each serial is the one a dict keeps.
+            first_here = dict(zip(reversed(keys), reversed(numbers), strict=True))
+            first_here.pop(None, None)
+            earlier = claim(list(first_here.items()))  # type: ignore[arg-type]
+        repeats: dict[int, int] = {}
+        for index, key in enumerate(keys):
+            if key is None:
+                continue
+            first = earlier.get(key)
+            if first is None and first_here[key] != numbers[index]:
+                first = first_here[key]
+            if first is not None:
+                repeats[index] = first
+        return repeats
+
+    def _write(self, keys: Sequence[str], rows: Iterable[Sequence[str]], count: int) -> None:
+        """Valid rows (serial, model, category, user_email, user_name, distributor,
+        purchase_date, renewal_date, notes; "" where empty): new devices inserted, stored ones
+        updated where the file changes them."""
+        report = self.report
+        existing = {} if self.store_was_empty else self.store.import_existing(keys)
+        if existing:
+            rows, count = self._compare(keys, rows, existing)
+        first_id = self.next_id
+        self.next_id += count
+        report.inserted += count
+        if not self.options.dry_run:
+            self.store.import_insert(
+                rows,
+                first_id=first_id,
+                source=SOURCE_IMPORTED,
+                status=ACTIVE,
+                at=self.now,
+                actor=self.actor,
+                action=IMPORT_ACTION,
+            )
+
+    def _compare(
+        self,
+        keys: Sequence[str],
+        rows: Iterable[Sequence[str]],
+        existing: dict[str, tuple[Any, ...]],
+    ) -> tuple[list[Sequence[str]], int]:
+        """Update the stored devices among ``rows``; the new ones, and how many, to insert."""
+        report = self.report
+        now, actor = self.now, self.actor
+        new: list[Sequence[str]] = []
+        updates: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        for key, values in zip(keys, rows, strict=True):
+            stored = existing.get(key)
+            if stored is None:
+                new.append(values)
+                continue
+            device_id, status = stored[0], stored[1]
+            if status == REMOVED:
+                report.skipped += 1
+                continue
+            if tuple(values[1:]) == stored[2:]:
+                report.unchanged += 1
+                continue
+            merged = list(stored[2:])
+            changes: dict[str, dict[str, Any]] = {}
+            for index, column in enumerate(STORED_FIELDS):
+                value = values[index + 1]
+                if value and value != merged[index]:  # an empty cell never clears a value
+                    changes[column] = {"old": merged[index] or None, "new": value}
+                    merged[index] = value
+            if not changes:
+                report.unchanged += 1
+                continue
+            updates.append((*merged, now, device_id))
+            details = json.dumps(changes, ensure_ascii=False)
+            history.append((device_id, now, actor, IMPORT_ACTION, status, status, details))
+        report.updated += len(updates)
+        if updates and not self.options.dry_run:
+            self.store.import_update(updates, history)
+        return new, len(new)
+
+
+def import_file(
+    store: Store,
+    source: Source,
+    options: ImportOptions,
+    *,
+    now: str,
+    actor: str,
+    rejects: RejectsWriter | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import ``source`` into ``store`` in one transaction. When a row is invalid (and
+    ``skip_invalid`` is off), the file is no table, or this is a dry run, the store is left as
+    it was. The report says what was written (or would be) and every problem by row."""
+    job = _Import(store, source, options, now=now, actor=actor, rejects=rejects, progress=progress)
+    report = job.report
+    try:
+        with store.import_transaction(write=not options.dry_run):
+            job.run()
+            if report.failed or options.dry_run:
+                raise _RollBack
+    except _RollBack:
+        pass
+    else:
+        report.written = report.inserted + report.updated > 0
+    if report.failed:
+        # Nothing was written, and nothing would be: the counts say so.
+        report.inserted = report.updated = report.unchanged = report.skipped = 0
+    return report
+
+
+# ---- the rejects file ----------------------------------------------------------------------
+
+
+class RejectsWriter:
+    """The rejected rows as the file had them, plus a ``reason`` column, in UTF-8.
+
+    CSV rejects keep the file's header and separator and start with a byte-order mark, so Excel
+    opens them as UTF-8 (velory reads them back either way); JSON rejects are the objects with
+    a ``reason`` key, in an array or one a line, as the file was.
+    """
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.started = False
+        # Set when the file turned out not to be a table: no rejects file is left behind.
+        self.discard = False
+        self.count = 0
+        self.format = FORMAT_CSV
+        self.width = 0
+        self._csv: Any = None
+
+    def start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
+        with self._writing():
+            self._start(kind, header, delimiter)
+
+    def _start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
+        self.started = True
+        self.format = kind
+        if kind == FORMAT_CSV:
+            self.out.write("\ufeff")
+            self._csv = csv.writer(self.out, delimiter=delimiter, lineterminator="\r\n")
+            columns = list(header or [])
+            self.width = len(columns)
+            self._csv.writerow([*columns, "reason"])
+        elif kind == FORMAT_JSON:
+            self.out.write("[")
+
+    def add(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
+        """Rejected rows as (what the file holds there, its errors)."""
+        with self._writing():
+            self._add(rows)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise OutputUnwritable(
+                f"cannot write the rejects file: {exc.strerror or exc}; nothing was imported"
+            ) from None
+
+    def _add(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
+        for original, errors in rows:
+            reason = "; ".join(
+                f"row {e.row}, {e.column}: {e.message}" if e.column else f"row {e.row}: {e.message}"
+                for e in errors
+            )
+            if self.format == FORMAT_CSV:
+                cells = list(original)
+                width = self.width
+                padded = cells[:width] + [""] * (width - len(cells))
+                self._csv.writerow([*padded, reason, *cells[width:]])
+            else:
+                text = json.dumps({**original, "reason": reason}, ensure_ascii=False)
+                if self.format == FORMAT_JSON:
+                    self.out.write(",\n  " if self.count else "\n  ")
+                self.out.write(text)
+                if self.format == FORMAT_JSONL:
+                    self.out.write("\n")
+            self.count += 1
+
+    def finish(self) -> None:
+        if self.format == FORMAT_JSON:
+            with self._writing():
+                self.out.write("\n]\n" if self.count else "]\n")
+
+
+__all__ = [
+    "ALIASES",
+    "FIELDS",
+    "ImportOptions",
+    "ImportReport",
+    "RejectsWriter",
+    "RowError",
+    "Source",
+    "check_encoding",
+    "import_file",
+    "map_columns",
+    "normalise_header",
+    "open_source",
+]
