@@ -303,8 +303,8 @@ def sqlite_utils_case(rows: int, repeat: int, work: Path) -> Outcome:
     return Outcome(
         "import vs sqlite-utils insert --csv",
         rows,
-        mine,
-        base,
+        round(mine, 4),
+        round(base, 4),
         round(ratio, 3),
         "s",
         "<= 0.1 (10x faster)",
@@ -380,12 +380,16 @@ def startup_cases(repeat: int, work: Path) -> list[Outcome]:
 
 
 def notices_case(count: int, repeat: int, work: Path) -> Outcome:
+    import socket
+
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
-    controller = Controller(Sink(), hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
     controller.start()
-    port = controller.server.sockets[0].getsockname()[1]
     try:
         rng = random.Random(5)
         fleet = DATA / f"due-{count}.csv"
@@ -441,8 +445,8 @@ def notices_case(count: int, repeat: int, work: Path) -> Outcome:
     return Outcome(
         "notices send (rate vs bare smtplib loop)",
         count,
-        mine,
-        base,
+        round(mine, 4),
+        round(base, 4),
         round(ratio, 3),
         "s",
         ">= 0.7",
@@ -560,7 +564,10 @@ def main() -> None:
         work = Path(temp)
         for name in chosen:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            outcomes.extend(cases[name](work))
+            found = cases[name](work)
+            for item in found:
+                print(f"  {item.case} N={item.n}: ratio {item.ratio}", file=sys.stderr, flush=True)
+            outcomes.extend(found)
     print_table(outcomes)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
