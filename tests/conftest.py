@@ -76,15 +76,23 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def run(env: dict[str, str], tmp_path: Path) -> Run:
-    """Run the installed velory in a subprocess, with stdin closed unless input is given."""
+    """Run the installed velory in a subprocess, with stdin closed unless input is given.
+    ``closed``: file descriptors closed altogether in the child (0 for cron's ``<&-``, 1 for
+    ``>&-``), where /dev/null would still be an open stream."""
 
     def call(
         args: Sequence[str],
         input: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 120,
+        closed: Sequence[int] = (),
     ) -> subprocess.CompletedProcess[str]:
         base = {key: value for key, value in os.environ.items() if not key.startswith("VELORY_")}
+
+        def close_fds() -> None:
+            for fd in closed:
+                os.close(fd)
+
         return subprocess.run(
             [*velory_command(), *args],
             input=input,
@@ -94,6 +102,7 @@ def run(env: dict[str, str], tmp_path: Path) -> Run:
             env={**base, **env, **(extra_env or {})},
             cwd=tmp_path,
             timeout=timeout,
+            preexec_fn=close_fds if closed else None,
         )
 
     return call

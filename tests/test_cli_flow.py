@@ -234,6 +234,71 @@ def test_confirm_return_from_a_file(invoke: Invoke, db: Path, tmp_path: Path) ->
     assert [n["text"] for n in shown["notes"]] == ["kept"]
 
 
+def test_every_action_has_its_wording() -> None:
+    from velory_cli.lifecycle import TRANSITIONS
+
+    assert set(flow.DONE) == set(TRANSITIONS)
+
+
+def test_result_tables_word_the_outcome(invoke: Invoke, db: Path) -> None:
+    seed(db, ("B1", {"status": "renewal_started"}), ("R1", {"status": "renewal_started"}))
+    dry = invoke(["confirm-return", "B1", "--bought-out", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Bought out" in dry.stdout
+    result = invoke(["confirm-return", "B1", "--bought-out"])
+    assert result.exit_code == 0, result.output
+    assert "Bought out" in result.stdout
+    assert "Return confirmed" not in result.stdout
+    again = invoke(["confirm-return", "B1", "--bought-out"])
+    assert "unchanged" in again.stdout and "Bought out" in again.stdout
+    otherwise = invoke(["confirm-return", "B1"])  # refused: it was bought out
+    assert "refused" in otherwise.stdout and "Bought out" in otherwise.stdout
+    returned = invoke(["confirm-return", "R1"])
+    assert "Return confirmed" in returned.stdout
+    released = invoke(["release", "B1", "--json"])
+    assert json_out(released)["results"][0]["outcome"] == "bought_out"
+
+
+def test_a_note_given_to_a_confirmed_device_is_kept_and_said(invoke: Invoke, db: Path) -> None:
+    seed(db, ("C1", {"status": "return_confirmed", "outcome": "returned"}))
+    result = invoke(["confirm-return", "C1", "--note", "invoice 4471"])
+    assert result.exit_code == 0, result.output
+    assert "unchanged" in result.stdout
+    assert "C1 was already return_confirmed: the note was added to its notes." in result.stderr
+    again = invoke(["confirm-return", "C1", "--note", "invoice 4471", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json_out(again)["unchanged"] == 1
+    assert again.stderr == ""
+    shown = json_out(invoke(["show", "C1", "--json"]))
+    assert [n["text"] for n in shown["notes"]] == ["invoice 4471"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["order", "S1", "--model", "X1\x1b]0;pwned\x07"],
+        ["order", "S1", "--model", "X1\nX2"],
+        ["deliver", "O1", "--new-serial", "N\x1b[31m1"],
+        ["deliver", "O1", "--new-serial", "N1\tN2"],
+        ["deliver", "O1", "--new-serial", "N1", "--model", "M\x1b[2J"],
+    ],
+)
+def test_order_and_deliver_refuse_control_characters(
+    invoke: Invoke, db: Path, args: list[str]
+) -> None:
+    seed(
+        db,
+        ("S1", {"status": "renewal_started"}),
+        ("O1", {"status": "renewal_started", "ordered_model": "M", "ordered_at": "t"}),
+    )
+    before = snapshot(db)
+    result = invoke([*args, "--json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "holds a control character" in result.stderr
+    assert snapshot(db) == before
+
+
 def test_serials_come_from_arguments_and_stdin_together(invoke: Invoke, db: Path) -> None:
     seed(db, ("R1", {"status": "return_confirmed"}), ("R2", {"status": "return_confirmed"}))
     result = invoke(["release", "R1", "--file", "-", "--json"], input="R2\nr1\n")

@@ -161,6 +161,25 @@ def test_a_pipe_is_spooled_and_read(run: Run, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.subprocess
+def test_a_file_imports_with_stdin_closed_altogether(run: Run, tmp_path: Path, home: Path) -> None:
+    """As cron runs it (`velory import in.csv <&-`): a named file needs no stdin."""
+    result = run(["import", str(write(tmp_path, "in.csv", GOOD)), "--json"], closed=[0])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["inserted"] == 1
+    assert "Traceback" not in result.stderr
+    assert stored_serials(home) == ["PF1"]
+
+
+@pytest.mark.subprocess
+def test_stdin_dash_with_stdin_closed_altogether_exits_66(run: Run, home: Path) -> None:
+    result = run(["import", "-", "--json"], closed=[0])
+    assert result.returncode == 66
+    assert result.stdout == ""
+    assert result.stderr == "error: cannot read the devices from stdin: it is closed\n"
+    assert stored_serials(home) == []
+
+
 def test_a_missing_file_exits_66(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke(["import", str(tmp_path / "nope.csv"), "--json"])
     assert result.exit_code == 66
@@ -333,6 +352,7 @@ def test_an_import_killed_half_way_leaves_the_store_as_it_was(
     database = home / "velory.db"
     with sqlite3.connect(database) as conn:
         before = conn.execute("SELECT * FROM devices").fetchall()
+        imports_before = conn.execute("SELECT * FROM imports").fetchall()
     rows = "".join(
         f"S{i:07d},Model {i},u{i}@x.se,User {i},Atea,2024-01-01,\n" for i in range(400_000)
     )
@@ -357,6 +377,7 @@ def test_an_import_killed_half_way_leaves_the_store_as_it_was(
     with sqlite3.connect(database) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT * FROM devices").fetchall() == before
-        assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 1
+        assert conn.execute("SELECT * FROM imports").fetchall() == imports_before
+        assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 0
     result = run(["devices", "--json"])
     assert [d["model"] for d in json.loads(result.stdout)] == ["ThinkPad T14"]

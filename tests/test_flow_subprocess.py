@@ -64,7 +64,14 @@ def test_the_whole_flow_step_by_step(run: Run, db: Path) -> None:
     # 1. The user starts the process.
     started = ok(velory("start", "old1", "--json"))
     assert started["results"] == [
-        {"serial": "OLD1", "ok": True, "changed": True, "status": "renewal_started", "error": None}
+        {
+            "serial": "OLD1",
+            "ok": True,
+            "changed": True,
+            "status": "renewal_started",
+            "error": None,
+            "outcome": None,
+        }
     ]
     device = show("OLD1")
     assert device["status"] == "renewal_started"

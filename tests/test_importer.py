@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from velory_cli import importer
+from velory_cli import dates, importer
 from velory_cli.errors import InputUnreadable, OutputUnwritable
 from velory_cli.importer import (
     ALIASES,
@@ -158,6 +158,39 @@ def test_windows_1252_bytes_are_read_and_the_encoding_is_named(
     assert any("not UTF-8: read it as Windows-1252" in w for w in report.warnings)
     assert devices(store)["PF1"]["user_name"] == "Sjöberg – Åkesson"
     assert devices(store)["PF1"]["import_notes"] == "€ note"
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_a_windows_1252_byte_far_into_the_file_starts_the_import_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip_invalid: bool
+) -> None:
+    """UTF-8 is taken on trust; a Windows-1252 byte deep in the file undoes everything read so
+    far (devices, errors, rejects) and the file is read again from its start."""
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+    rows = [f"S{i},X,,,,2024-01-01,," for i in range(20)]
+    rows[2] = "BAD,X,,,,not a date,,"
+    rows[15] = "S15,X,,Sjöberg,,2024-01-01,,"
+    content = (HEADER + "\n".join(rows) + "\n").encode("cp1252")
+    out = io.StringIO()
+    report = run_import(
+        store,
+        write(tmp_path, "a.csv", content),
+        rejects=RejectsWriter(out),
+        skip_invalid=skip_invalid,
+    )
+    assert report.encoding == "windows-1252"
+    assert [w for w in report.warnings if "Windows-1252" in w] == [report.warnings[0]]
+    assert errors(report) == [
+        (4, "Purchase Date", "'not a date' is not a date; write it like " + dates.FORMS)
+    ]
+    assert (report.rows, report.rejected) == (20, 1)
+    assert out.getvalue().count("BAD,") == 1
+    stored = devices(store)
+    if skip_invalid:
+        assert (report.inserted, len(stored)) == (19, 19)
+        assert stored["S15"]["user_name"] == "Sjöberg"
+    else:
+        assert (report.exit_code, stored) == (65, {})
 
 
 def test_bytes_windows_1252_leaves_undefined_are_read_as_latin_1(
@@ -410,6 +443,17 @@ def test_each_reason_a_row_is_rejected_with_its_row_and_column(
     assert devices(store) == {}
 
 
+@pytest.mark.parametrize("serial", ["6.37702E+15", "6.37702e15", "6,37702E15", "1E-05", "6.4e+15"])
+def test_a_serial_in_scientific_notation_is_rejected_with_or_without_a_sign(
+    store: Store, tmp_path: Path, serial: str
+) -> None:
+    text = f"Serial;Purchased\nPF1;2024-01-01\n{serial};2024-01-01\nE15X;2024-01-01\n"
+    report = run_import(store, write(tmp_path, "a.csv", text), skip_invalid=True)
+    assert [(row, column) for row, column, _ in errors(report)] == [(3, "Serial")]
+    assert "scientific notation" in errors(report)[0][2]
+    assert sorted(devices(store)) == ["E15X", "PF1"]
+
+
 @pytest.mark.parametrize(
     "email",
     ["a@b", "a b@c.se", "a@b@c.se", "@c.se", "a@.se", "a@c..se", "a,b@c.se", "<a@c.se>", "a.@c.se"],
@@ -438,6 +482,86 @@ def test_the_repeat_names_the_first_row_across_chunks(
         (9, "Serial", "serial 's1' is already in row 3"),
         (10, "Serial", "serial 'S1' is already in row 3"),
     ]
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["empty store", "store with devices"])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["write", "dry run"])
+def test_repeats_are_found_in_every_chunk_however_the_rows_are_placed(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: bool, dry_run: bool
+) -> None:
+    """Each way a serial is placed (a new device written, a stored device, a new serial not
+    written, a rejected row) still finds a later row with the same serial, chunks apart."""
+    if stored:
+        run_import(store, write(tmp_path, "first.csv", "Serial,Purchased\nST1,2024-01-01\n"))
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    lines = [
+        "N1,,2024-01-01",  # row 2: a new device
+        "BAD,not-an-email,2024-01-01",  # row 3: rejected, holds BAD
+        "ST1,,2024-01-01",  # row 4: a stored device (when there is one)
+        "N2,,2024-01-01",
+        "n1,,2024-01-01",  # row 6: repeats row 2
+        "bad,ok@x.se,2024-01-01",  # row 7: repeats row 3 (valid itself)
+        "St1,,2024-01-01",  # row 8: repeats row 4
+        "N1,bad-too,2024-01-01",  # row 9: rejected, and repeats row 2
+        "n2,,2024-01-01",  # row 10: repeats row 5
+        "N2,,2024-01-01",  # row 11: repeats row 5 too (not row 10)
+        "N3,,2024-01-01",
+    ]
+    path = write(tmp_path, "a.csv", "Serial,Email,Purchased\n" + "\n".join(lines) + "\n")
+    report = run_import(store, path, skip_invalid=True, dry_run=dry_run)
+    assert errors(report) == [
+        (3, "Email", "'not-an-email' is not an email address"),
+        (6, "Serial", "serial 'n1' is already in row 2"),
+        (7, "Serial", "serial 'bad' is already in row 3"),
+        (8, "Serial", "serial 'St1' is already in row 4"),
+        (9, "Email", "'bad-too' is not an email address"),
+        (9, "Serial", "serial 'N1' is already in row 2"),
+        (10, "Serial", "serial 'n2' is already in row 5"),
+        (11, "Serial", "serial 'N2' is already in row 5"),
+    ]
+    assert (report.inserted, report.unchanged, report.rejected) == (
+        (3, 1, 7) if stored else (4, 0, 7)
+    )
+    expected = [] if dry_run else ["N1", "N2", "N3", "ST1"]
+    assert sorted(devices(store)) == (["ST1"] if stored and dry_run else expected)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 1000])
+def test_a_repeat_names_the_first_row_with_the_serial_however_the_chunks_fall(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+) -> None:
+    monkeypatch.setattr(importer, "CHUNK_ROWS", chunk_rows)
+    serials = ["A", "B", "C", "b", "B", "D", "a", "A"]
+    lines = [f"{serial},2024-01-01" for serial in serials]
+    path = write(tmp_path, "a.csv", "Serial,Purchased\n" + "\n".join(lines) + "\n")
+    report = run_import(store, path, skip_invalid=True)
+    assert errors(report) == [
+        (5, "Serial", "serial 'b' is already in row 3"),
+        (6, "Serial", "serial 'B' is already in row 3"),
+        (8, "Serial", "serial 'a' is already in row 2"),
+        (9, "Serial", "serial 'A' is already in row 2"),
+    ]
+    assert sorted(devices(store)) == ["A", "B", "C", "D"]
+    assert {row["serial"]: row["import_row"] for row in devices(store).values()} == {
+        "A": 2,
+        "B": 3,
+        "C": 4,
+        "D": 7,
+    }
+
+
+def test_a_file_found_invalid_half_way_still_finds_repeats_of_the_rows_before(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    lines = ["A,,2024-01-01", "B,,2024-01-01", "C,bad,2024-01-01", "D,,2024-01-01", "a,,2024-01-01"]
+    path = write(tmp_path, "a.csv", "Serial,Email,Purchased\n" + "\n".join(lines) + "\n")
+    report = run_import(store, path)
+    assert errors(report) == [
+        (4, "Email", "'bad' is not an email address"),
+        (6, "Serial", "serial 'a' is already in row 2"),
+    ]
+    assert (report.exit_code, report.inserted, devices(store)) == (65, 0, {})
 
 
 def test_a_rejected_row_still_holds_its_serial(store: Store, tmp_path: Path) -> None:
@@ -502,12 +626,12 @@ def test_a_failure_half_way_leaves_the_store_as_it_was(
     calls = 0
     real_write = store.import_insert
 
-    def failing_write(*args: Any, **kwargs: Any) -> None:
+    def failing_write(*args: Any, **kwargs: Any) -> int:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise KeyboardInterrupt  # the admin pressed Ctrl-C in the middle of the import
-        real_write(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
     monkeypatch.setattr(store, "import_insert", failing_write)
     rows = "".join(f"S{i},X,,,,2024-01-01,,\n" for i in range(50)) + "PF0,Changed,,,,,,\n"
@@ -788,7 +912,17 @@ def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str,
     lines = [delimiter.join(["Serial", "Model", "Purchase Date"])]
     lines += [delimiter.join(quote(v) for v in row) for row in rows]
     order = {"us": "monthfirst", "eu": "dayfirst"}.get(style, "")
-    return (line_end.join(lines) + line_end).encode(encoding), order, expected
+    content = (line_end.join(lines) + line_end).encode(encoding)
+    if encoding == "cp1252" and not content.isascii():
+        # Windows-1252 text whose bytes all happen to be UTF-8 too ("Â¡" is b"\xc2\xa1", which
+        # is "¡" in UTF-8) is read as UTF-8, as the rule says: it tests nothing of Windows-1252.
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            assume(False)
+    return content, order, expected
 
 
 @settings(
@@ -847,10 +981,10 @@ def test_a_read_error_half_way_is_input_unreadable_and_writes_nothing(
     chunks_written = 0
     real_write = store.import_insert
 
-    def counting_write(*args: Any, **kwargs: Any) -> None:
+    def counting_write(*args: Any, **kwargs: Any) -> int:
         nonlocal chunks_written
         chunks_written += 1
-        real_write(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
     monkeypatch.setattr(store, "import_insert", counting_write)
     with pytest.raises(InputUnreadable, match=r"cannot read d\.csv: Input/output error"):
@@ -900,7 +1034,7 @@ def index_definitions(store: Store) -> list[tuple[str, str]]:
 
 def test_a_first_import_builds_the_indexes_again_as_they_were(store: Store, tmp_path: Path) -> None:
     before = index_definitions(store)
-    assert any(name == "devices_renewal" for name, _ in before)
+    assert any(name == "devices_status_renewal" for name, _ in before)
     invalid = run_import(store, write(tmp_path, "bad.csv", HEADER + "PF1,X,,,,bad,,\n"))
     assert invalid.exit_code == 65
     assert index_definitions(store) == before
@@ -909,9 +1043,10 @@ def test_a_first_import_builds_the_indexes_again_as_they_were(store: Store, tmp_
     assert index_definitions(store) == before
     assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     plan = store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT serial FROM devices WHERE renewal_date <= '2027-01-01'"
+        "EXPLAIN QUERY PLAN SELECT serial FROM devices"
+        " WHERE status = 'active' AND renewal_date <= '2027-01-01'"
     ).fetchall()
-    assert "devices_renewal" in " ".join(str(tuple(row)) for row in plan)
+    assert "devices_status_renewal" in " ".join(str(tuple(row)) for row in plan)
 
 
 def _import_everything(content: bytes, suffix: str, options: dict[str, Any]) -> tuple[Any, ...]:

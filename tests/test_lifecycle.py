@@ -108,6 +108,36 @@ def test_labels_read_as_velorys_screens() -> None:
     assert lifecycle.status_label("removed") == "Removed"
 
 
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        (action, status)
+        for action, transition in TRANSITIONS.items()
+        for status in lifecycle.STATUSES
+        if status not in transition.sources
+    ],
+)
+def test_no_hint_goes_through_a_release(store: Store, action: str, status: str) -> None:
+    """A release takes a device out of every company system: never a way to get somewhere."""
+    add_device(store, "H1", status=status)
+    device = store.device("H1")
+    assert device is not None
+    reason = lifecycle.refusal(device, action)
+    assert reason is not None
+    assert reason.startswith(f"H1 is {status}: {action} needs ")
+    assert "velory release" not in reason
+
+
+@pytest.mark.parametrize("status", ["active", "renewal_started"])
+def test_reinstate_says_only_a_released_device_can_be_reinstated(store: Store, status: str) -> None:
+    add_device(store, "H1", status=status)
+    device = store.device("H1")
+    assert device is not None
+    assert lifecycle.refusal(device, "reinstate") == (
+        f"H1 is {status}: reinstate needs removed; only a released device can be reinstated"
+    )
+
+
 # ---- start ---------------------------------------------------------------------------------
 
 
@@ -127,6 +157,7 @@ def test_start_moves_an_active_device_and_records_it(store: Store) -> None:
                 "changed": True,
                 "status": "renewal_started",
                 "error": None,
+                "outcome": None,
             }
         ],
     }
@@ -199,6 +230,7 @@ def test_an_unknown_serial_is_refused(store: Store) -> None:
             "changed": False,
             "status": None,
             "error": "nope: no such device",
+            "outcome": None,
         }
     ]
     assert report.failed == 1
@@ -251,6 +283,81 @@ def test_confirming_with_another_outcome_is_refused(store: Store) -> None:
     device = store.device("C1")
     assert device is not None
     assert device.outcome == "returned"
+
+
+def test_results_carry_the_outcome(store: Store) -> None:
+    started(store, "C1")
+    add_device(store, "C2", status="return_confirmed", outcome="returned")
+    changed = confirm_returns(store, ["C1"], now=LATER, actor="bo", bought_out=True)
+    assert changed.results[0].outcome == "bought_out"
+    assert changed.to_dict()["results"][0]["outcome"] == "bought_out"
+    unchanged = confirm_returns(store, ["c1"], now=LATER, actor="bo", bought_out=True)
+    assert (unchanged.unchanged, unchanged.results[0].outcome) == (1, "bought_out")
+    refused = confirm_returns(store, ["C2"], now=LATER, actor="bo", bought_out=True)
+    assert (refused.failed, refused.results[0].outcome) == (1, "returned")
+    released = release_devices(store, ["C1"], now=LATER, actor="bo")
+    assert (released.results[0].status, released.results[0].outcome) == ("removed", "bought_out")
+    assert start_renewal(store, "nope", now=LATER, actor="bo").results[0].outcome is None
+
+
+def notes_of(store: Store, serial: str) -> list[str]:
+    device = store.device(serial)
+    assert device is not None
+    return [note.text for note in store.notes(device.id)]
+
+
+def test_a_new_note_on_an_unchanged_confirmation_is_kept_once(store: Store) -> None:
+    started(store, "C1")
+    confirm_returns(store, ["C1"], now=NOW, actor="bo")
+    again = confirm_returns(store, ["c1"], now=LATER, actor="eva", note=" invoice 4471 ")
+    assert (again.succeeded, again.unchanged, again.failed) == (0, 1, 0)
+    assert again.messages == ["C1 was already return_confirmed: the note was added to its notes."]
+    assert notes_of(store, "C1") == ["invoice 4471"]
+    device = store.device("C1")
+    assert device is not None
+    last = store.history(device.id)[-1]
+    assert (last.action, last.actor, last.from_status, last.to_status, last.details) == (
+        "note",
+        "eva",
+        "return_confirmed",
+        "return_confirmed",
+        {"note": "invoice 4471"},
+    )
+    # The script run once more: the note is there already, and nothing is said.
+    entries = len(store.history(device.id))
+    third = confirm_returns(store, ["C1"], now=LATER, actor="eva", note="invoice 4471")
+    assert third.messages == []
+    assert notes_of(store, "C1") == ["invoice 4471"]
+    assert len(store.history(device.id)) == entries
+
+
+def test_an_unchanged_confirmation_in_bulk_keeps_the_note_and_a_dry_run_only_says_so(
+    store: Store,
+) -> None:
+    for serial in ("B1", "B2", "B3"):
+        started(store, serial)
+    confirm_returns(store, ["B1", "B2"], now=NOW, actor="bo")
+    confirm_returns(store, ["B2"], now=NOW, actor="bo", note="pallet 7")  # B2 has it already
+    dry = confirm_returns(
+        store, ["B1", "B2", "B3"], now=LATER, actor="bo", note="pallet 7", dry_run=True
+    )
+    assert dry.messages == [
+        "B1 was already return_confirmed: the note would be added to its notes."
+    ]
+    assert notes_of(store, "B1") == []
+    report = confirm_returns(
+        store, ["B1", "B2", "B3", "C9"], now=LATER, actor="bo", note="pallet 7"
+    )
+    assert (report.succeeded, report.unchanged, report.failed) == (1, 2, 1)
+    assert report.messages == ["B1 was already return_confirmed: the note was added to its notes."]
+    assert [notes_of(store, s) for s in ("B1", "B2", "B3")] == [["pallet 7"]] * 3
+    started(store, "B4")
+    started(store, "B5")
+    confirm_returns(store, ["B4", "B5"], now=LATER, actor="bo")
+    many = confirm_returns(store, ["B4", "B5"], now=LATER, actor="bo", note="pallet 8")
+    assert many.messages == [
+        "2 devices were already return_confirmed: the note was added to their notes."
+    ]
 
 
 def test_confirm_return_before_start_names_what_is_needed(store: Store) -> None:
@@ -530,6 +637,22 @@ def test_deliver_refuses_an_empty_serial_and_a_bad_term(store: Store) -> None:
         deliver(store, "L1", "  ")
     with pytest.raises(ConfigError):
         deliver(store, "L1", "NEW1", term_months=0)
+
+
+@pytest.mark.parametrize("text", ["X\x1b[2J", "X\nY", "X\tY", "X\x00", "X\x9b"])
+def test_order_and_deliver_refuse_control_characters(store: Store, text: str) -> None:
+    started(store, "L1")
+    with pytest.raises(UsageError, match="--model holds a control character"):
+        order_replacement(store, "L1", text, now=NOW, actor="ann")
+    order_replacement(store, "L1", "MacBook Air", now=NOW, actor="ann")
+    with pytest.raises(UsageError, match="--new-serial holds a control character"):
+        deliver(store, "L1", text)
+    with pytest.raises(UsageError, match="--model holds a control character"):
+        deliver(store, "L1", "NEW1", model=text)
+    assert store.device("NEW1") is None
+    device = store.device("L1")
+    assert device is not None
+    assert (device.ordered_model, device.replacement_serial) == ("MacBook Air", None)
 
 
 # ---- notes ---------------------------------------------------------------------------------

@@ -115,3 +115,23 @@ def test_db_backup_command(invoke: Invoke, home: Path, tmp_path: Path) -> None:
     again = invoke(["db", "backup", str(target)])
     assert again.exit_code == 73
     assert again.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command", [["db", "check"], ["db", "check", "--json"], ["db", "backup", "b.db"]]
+)
+def test_db_commands_never_create_a_store(
+    invoke: Invoke, home: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """A mistyped --db must not become a new, empty store reported healthy (or backed up)."""
+    mistyped = tmp_path / "typo" / "velroy.db"
+    args = [arg if arg != "b.db" else str(tmp_path / "b.db") for arg in command]
+    result = invoke(["--db", str(mistyped), *args])
+    assert result.exit_code == 74
+    assert result.stdout == ""
+    assert result.stderr == f"error: no store at {mistyped}\n"
+    assert not mistyped.parent.exists()
+    assert not (tmp_path / "b.db").exists()
+    default = invoke(args)  # the default store, not made yet either
+    assert default.exit_code == 74
+    assert not (home / "velory.db").exists()

@@ -150,6 +150,27 @@ def test_cron_with_stdin_closed_altogether(cron_home: Path, smtp_server: SmtpSer
     assert smtp_server.recipients() == ["a@example.com"]
 
 
+def test_cron_with_stdout_closed_altogether_sends_and_records(cron_home: Path) -> None:
+    """`velory notices send --outbox DIR >&-`: the mails are written and recorded; the summary
+    goes nowhere, and the run ends normally."""
+    seed(cron_home, {"A": {"renewal_date": "2026-11-20"}})
+    outbox = cron_home / "outbox"
+    result = subprocess.run(
+        [*velory_command(), *send("2026-11-01", "--outbox", str(outbox))],
+        env=cron_env(cron_home, {"VELORY_MAIL_FROM": "it@example.com"}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=cron_home,
+        timeout=120,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(list(outbox.glob("*.eml"))) == 1
+    assert [row["status"] for row in ledger(cron_home, {})] == ["sent"]
+
+
 def test_cron_without_mail_settings_exits_78_with_a_useful_message(cron_home: Path) -> None:
     seed(cron_home, {"A": {"renewal_date": "2026-11-20"}})
     result = cron(cron_home, send("2026-11-01", "--quiet"), {})

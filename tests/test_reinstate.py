@@ -70,3 +70,30 @@ def test_reinstate_command(invoke: Invoke, home: Path) -> None:
     assert json_out(again)["unchanged"] == 1
     missing = invoke(["reinstate", "A1"])
     assert missing.exit_code == 2
+
+
+def test_reinstate_prints_a_result_table(invoke: Invoke, home: Path) -> None:
+    with Store.open(home / "velory.db") as store:
+        add_device(store, "A1", status="removed", outcome="bought_out")
+        add_device(store, "B1", status="renewal_started")
+    result = invoke(["reinstate", "a1", "--reason", "wrong laptop"])
+    assert result.exit_code == 0, result.output
+    assert "A1" in result.stdout
+    assert "reinstated" in result.stdout
+    assert "Bought out" in result.stdout
+    assert result.stderr == "1 reinstated, 0 unchanged, 0 refused.\n"
+
+    again = invoke(["reinstate", "A1", "--reason", "twice"])
+    assert again.exit_code == 0, again.output
+    assert "unchanged" in again.stdout
+    assert again.stderr == "0 reinstated, 1 unchanged, 0 refused.\n"
+
+    refused = invoke(["reinstate", "B1", "--reason", "oops"])
+    assert refused.exit_code == 1
+    assert "refused" in refused.stdout
+    assert "Active – pending return" in refused.stdout
+    assert refused.stderr.splitlines() == [
+        "error: B1 is renewal_started: reinstate needs removed; "
+        "only a released device can be reinstated",
+        "0 reinstated, 0 unchanged, 1 refused.",
+    ]

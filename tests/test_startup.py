@@ -49,3 +49,64 @@ def test_python_dash_m_runs_the_same_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("velory ")
+
+
+def test_version_and_help_build_no_command_and_open_no_store() -> None:
+    for flag in ("--version", "--help"):
+        code = (
+            "import sys\n"
+            f"sys.argv = ['velory', '{flag}']\n"
+            "from velory_cli import cli\n"
+            "try:\n"
+            "    cli.main()\n"
+            "except SystemExit:\n"
+            "    pass\n"
+        )
+        loaded = imported_modules(code)
+        assert not [name for name in loaded if name.startswith("velory_cli.commands")], flag
+        assert "sqlite3" not in loaded, flag
+
+
+def test_the_command_table_is_the_commands_the_modules_register() -> None:
+    """cli.COMMANDS lets --help list the commands without building them: it names every
+    command, in the order Typer would list them, with the first paragraph of its help."""
+    import typer
+
+    from velory_cli import cli
+
+    modules = dict.fromkeys(module for module, _ in cli.COMMANDS.values())
+    built = {name: command for module in modules for name, command in cli._build(module).items()}
+    assert set(built) == set(cli.COMMANDS)
+    for name, (module, first_line) in cli.COMMANDS.items():
+        assert name in cli._build(module), name
+        assert (built[name].help or "").split("\n\n")[0] == first_line, name
+    # Typer lists commands before groups, each in the order registered.
+    groups = [name for name, command in built.items() if isinstance(command, typer.core.TyperGroup)]
+    commands = [name for name in built if name not in groups]
+    expected = [*sorted(commands, key=list(cli.COMMANDS).index), *groups]
+    assert list(cli.COMMANDS) == expected
+
+
+def test_help_lists_every_command_as_the_built_commands_would() -> None:
+    """The lazy root lists the commands exactly as Typer's own group of the built ones."""
+    import typer
+    from typer.core import TyperGroup
+
+    from velory_cli import cli
+
+    built = {
+        name: command
+        for module in dict.fromkeys(module for module, _ in cli.COMMANDS.values())
+        for name, command in cli._build(module).items()
+    }
+    eager = TyperGroup(name="velory", commands={name: built[name] for name in cli.COMMANDS})
+    lazy = typer.main.get_command(cli.app)
+    assert isinstance(lazy, cli.VeloryGroup)
+    listings = []
+    for group in (eager, lazy):
+        context = typer.Context(group)
+        formatter = context.make_formatter()
+        group.format_commands(context, formatter)
+        listings.append(formatter.getvalue())
+    assert "Commands:" in listings[0] and "confirm-return" in listings[0]
+    assert listings[1] == listings[0]

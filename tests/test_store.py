@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +134,74 @@ def test_a_store_folder_that_cannot_be_created_is_a_clear_error(tmp_path: Path) 
     blocker.write_text("")
     with pytest.raises(StoreUnusable, match="cannot create the store"):
         Store.open(blocker / "sub" / "velory.db")
+
+
+def test_a_missing_store_is_not_created_when_asked_not_to(tmp_path: Path) -> None:
+    path = tmp_path / "mistyped" / "velory.db"
+    with pytest.raises(StoreUnusable, match=f"no store at {path}"):
+        Store.open(path, create=False)
+    assert not path.parent.exists()
+    Store.open(path).close()
+    Store.open(path, create=False).close()
+
+
+def test_every_folder_a_new_store_creates_is_private(tmp_path: Path) -> None:
+    existing = tmp_path / "shared"
+    existing.mkdir(mode=0o755)
+    os.chmod(existing, 0o755)
+    path = existing / "a" / "b" / "velory.db"
+    old_umask = os.umask(0o022)
+    try:
+        Store.open(path).close()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((existing / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((existing / "a" / "b").stat().st_mode) == 0o700
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # not ours: left as it was
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# ---- matching any case, beyond ASCII -------------------------------------------------------
+
+
+def test_filters_match_any_case_beyond_ascii(tmp_path: Path) -> None:
+    from tests.factory import add_device
+    from velory_cli.store import DeviceFilter
+
+    with Store.open(tmp_path / "velory.db") as store:
+        add_device(store, "E1", distributor="Elkjøp Nordic", user_email="Åsa.Ek@x.se")
+        add_device(store, "E2", distributor="ELKJØP", user_email="asa.ek@x.se")
+        add_device(store, "A1", distributor="Atea", user_email="bo@x.se")
+
+        def serials(**where: Any) -> list[str]:
+            return sorted(d.serial for d in store.devices(DeviceFilter(**where)))
+
+        def due(**where: Any) -> list[str]:
+            return sorted(
+                d.serial for d, _ in store.renewals_due("2030-01-01", DeviceFilter(**where))
+            )
+
+        assert serials(distributor="ELKJØP") == ["E1", "E2"]
+        assert serials(distributor="elkjøp") == ["E1", "E2"]
+        assert serials(distributor="ELKJ") == ["E1", "E2"]  # ASCII: LIKE, as before
+        assert serials(distributor="øp n") == ["E1"]
+        assert serials(distributor="100%") == []
+        assert serials(user_email=" åsa.ek@x.se ") == ["E1"]
+        assert serials(user_email="ÅSA.EK@X.SE") == ["E1"]
+        assert serials(user_email="BO@x.se") == ["A1"]
+        assert due(distributor="ELKJØP") == ["E1", "E2"]
+        assert due(user_email="åsa.ek@X.se") == ["E1"]
+
+
+def test_serials_beyond_ascii_match_any_case(tmp_path: Path) -> None:
+    from tests.factory import add_device
+
+    with Store.open(tmp_path / "velory.db") as store:
+        add_device(store, "ÅB-1")
+        add_device(store, "ab-2")
+        found = store.device(" åb-1 ")
+        assert found is not None and found.serial == "ÅB-1"
+        assert store.device("AB-2") is not None
+        assert store.device("øb-1") is None
+        by_serial = store.devices_by_serials(["åb-1", "AB-2", "ØØ"])
+        assert sorted(by_serial) == ["AB-2", "ÅB-1"]

@@ -8,6 +8,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Invoke, json_out
 from tests.factory import add_device
 from velory_cli.models import DEVICE_KEYS
@@ -142,7 +144,7 @@ def test_export_json_to_a_file_never_overwrites(invoke: Invoke, home: Path, tmp_
     assert "--force" in again.stderr
     forced = invoke(["export", "--output", str(target), "--force"])
     assert forced.exit_code == 0, forced.output
-    assert target.read_text(encoding="utf-8").startswith("serial,")
+    assert target.read_text(encoding="utf-8-sig").startswith("serial,")
 
 
 def test_export_to_an_unwritable_place_exits_73(invoke: Invoke, home: Path, tmp_path: Path) -> None:
@@ -166,3 +168,97 @@ def test_a_store_that_is_not_velorys_exits_74(invoke: Invoke, tmp_path: Path) ->
     assert result.exit_code == 74
     assert result.stdout == ""
     assert alien.read_text() == "not a database at all"
+
+
+# ---- text from the data is never Rich markup, titles included -------------------------------
+
+MARKUP = {
+    "[/x]": {"user_email": "[/i]ann@x.se", "user_name": "[bold]Eve[/bold]", "distributor": "[/d]"},
+    "[blink]Z": {"user_email": "[/i]ann@x.se", "model": "[red]M[/red]", "distributor": "[b]Atea"},
+}
+
+
+def markup_fleet(home: Path) -> None:
+    with Store.open(home / "velory.db") as store:
+        for serial, fields in MARKUP.items():
+            add_device(store, serial, renewal_date="2026-06-10", **fields)
+        add_device(
+            store,
+            "T1",
+            status="return_confirmed",
+            status_changed_at="2026-03-04T08:00:00Z",
+            user_name="[/]",
+        )
+
+
+@pytest.mark.parametrize("serial", list(MARKUP))
+def test_show_takes_a_serial_as_text(invoke: Invoke, home: Path, serial: str) -> None:
+    markup_fleet(home)
+    result = invoke(["show", serial])
+    assert result.exit_code == 0, result.output
+    assert f"Device {serial}" in result.stdout
+    for value in MARKUP[serial].values():
+        assert value in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["hardware", "[/i]ann@x.se"], ["Hardware of [/i]ann@x.se", "[/x]", "[blink]Z"]),
+        (["devices"], ["[/x]", "[blink]Z", "[bold]Eve[/bold]", "[red]M[/red]", "[/d]"]),
+        (["devices", "--distributor", "[b]"], ["[blink]Z", "[b]Atea"]),
+        (["renewals", "--as-of", "2026-06-01"], ["[/x]", "[blink]Z", "[/i]ann@x.se", "[/d]"]),
+        (["todo"], ["T1", "[/]"]),
+        (["stats", "--as-of", "2026-06-01"], ["[/d]", "[b]Atea", "2026-06"]),
+    ],
+)
+def test_markup_in_the_data_is_shown_as_written(
+    invoke: Invoke, home: Path, args: list[str], shown: list[str]
+) -> None:
+    markup_fleet(home)
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    for text in shown:
+        assert text in result.stdout
+
+
+# ---- Unicode case ----------------------------------------------------------------------------
+
+
+def test_distributor_and_email_match_any_case_beyond_ascii(invoke: Invoke, home: Path) -> None:
+    with Store.open(home / "velory.db") as store:
+        add_device(store, "E1", distributor="Elkjøp", user_email="Åsa.Ek@x.se")
+        add_device(store, "E2", distributor="elkjøp", user_email="bo@x.se")
+    for name in ("ELKJØP", "elkjøp", "Elkj"):
+        found = json_out(invoke(["devices", "--distributor", name, "--json"]))
+        assert sorted(d["serial"] for d in found) == ["E1", "E2"], name
+    for email in ("åsa.ek@x.se", "ÅSA.EK@X.SE"):
+        assert [d["serial"] for d in json_out(invoke(["hardware", email, "--json"]))] == ["E1"]
+    shown = invoke(["show", "e1"])
+    assert shown.exit_code == 0, shown.output
+
+
+# ---- export: a file for spreadsheets -----------------------------------------------------------
+
+
+def test_export_to_a_file_has_a_bom_and_imports_back(
+    invoke: Invoke, home: Path, tmp_path: Path
+) -> None:
+    seeded(home)
+    target = tmp_path / "fleet.csv"
+    result = invoke(["export", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    data = target.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfserial,")  # Excel reads it as UTF-8: "Åsa", not "Ã…sa"
+    assert "Åsa Lindström" in data.decode("utf-8-sig")
+    piped = invoke(["export"])
+    assert piped.stdout.startswith("serial,")  # pipes and scripts get no BOM
+    assert json.loads(invoke(["export", "--json"]).stdout)
+    again = invoke(["--db", str(tmp_path / "copy.db"), "import", str(target), "--json"])
+    assert again.exit_code == 0, again.output
+    summary = json_out(again)
+    assert (summary["inserted"], summary["rejected"]) == (4, 0)
+    copied = json_out(invoke(["--db", str(tmp_path / "copy.db"), "export", "--json"]))
+    assert sorted(d["serial"] for d in copied) == ["PF1", "PF2", "PF3", "PF4"]
+    pf1 = next(d for d in copied if d["serial"] == "PF1")
+    assert (pf1["user_name"], pf1["user_email"]) == ("Åsa Lindström", "asa@nordlys.se")

@@ -2,39 +2,164 @@
 
 Errors are translated here, once: a ``VeloryError`` raised anywhere below becomes its message on
 stderr and its exit code; a SQLite error becomes the store error it stands for.
+
+Start-up stays fast: a run imports and builds only the command it runs. ``COMMANDS`` names
+each command's module and the first line of its help, so ``velory --help`` lists them all and
+``velory --version`` answers without building any (a test holds the lines to the commands).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import sys
+from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from velory_cli import __version__
-from velory_cli.commands import common
 from velory_cli.errors import VeloryError
+
+# Every command, in the order --help lists them: its module in velory_cli.commands (whose
+# register(app) adds it) and the first paragraph of its help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "import": (
+        "importing",
+        "Add or update devices from CSV, JSON (an array of objects) or JSON Lines.",
+    ),
+    "devices": ("views", "Company assets: every device not removed."),
+    "show": ("views", "One device with its notes, history and notices."),
+    "hardware": ("views", "The user's hardware view: their devices not removed."),
+    "export": (
+        "views",
+        "Every device, removed ones too, as CSV (safe to open in a spreadsheet) or JSON.",
+    ),
+    "start": ("flow", "The user started the renewal process: status renewal_started."),
+    "order": (
+        "flow",
+        "The replacement the user requested in the store (one per renewing device).",
+    ),
+    "deliver": (
+        "flow",
+        "The replacement arrived: it becomes an active store device of the same user.",
+    ),
+    "confirm-return": (
+        "flow",
+        "The admin confirms the old devices were returned (or bought out).",
+    ),
+    "release": ("flow", "Mark devices as released: status removed."),
+    "note": ("flow", "Add a note to a device."),
+    "reinstate": (
+        "flow",
+        "Undo a release made by mistake: back to return_confirmed, the reason in the history.",
+    ),
+    "renewals": (
+        "flow",
+        "Devices renewing within --within days of --as-of, overdue ones too, soonest first.",
+    ),
+    "todo": (
+        "flow",
+        "What waits for an admin: returns to confirm, devices to release, deliveries awaited.",
+    ),
+    "stats": (
+        "flow",
+        "Devices by status and distributor, and renewals per month for the next 12 months.",
+    ),
+    "demo": (
+        "demo",
+        "A guided run of the whole renewal flow on the sample data, in a throwaway store.",
+    ),
+    "notices": (
+        "notices",
+        "Renewal notices and personal-data reminders: send the due ones (cron), list them.",
+    ),
+    "db": ("admin", "Look after the store: an online backup and a health check."),
+}
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The root group's commands, each built (its module imported, its options read by
+    Typer) the first time it is looked up, with the others of its module."""
+
+    def __init__(self, built: MutableMapping[str, Any]) -> None:
+        self.built = dict(built)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.built and name in COMMANDS:
+            self.built.update(_build(COMMANDS[name][0]))
+        return self.built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self.built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from COMMANDS
+        yield from (name for name in self.built if name not in COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + sum(1 for name in self.built if name not in COMMANDS)
+
+
+def _build(module_name: str) -> dict[str, Any]:
+    """The commands a module of velory_cli.commands registers, as Typer builds them."""
+    from importlib import import_module
+
+    module = import_module(f"velory_cli.commands.{module_name}")
+    commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+    module.register(commands)
+    return dict(typer.main.get_group(commands).commands)
 
 
 class VeloryGroup(TyperGroup):
-    """The root group: turns expected failures into a one-line message and the exit code."""
+    """The root group: turns expected failures into a one-line message and the exit code,
+    and builds a command only when it is run (or its help shown)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The commands and their first lines, as Typer lists them, without building any."""
+        from typer._click.utils import make_default_short_help
+
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, make_default_short_help(COMMANDS[name][1], limit))
+            if name in COMMANDS
+            else (name, self.commands[name].get_short_help_str(limit))
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except VeloryError as exc:
             _fail(exc)
-        except sqlite3.Error as exc:
+        except BrokenPipeError:
+            # `velory devices --json | head`: the reader has all it wanted.
+            if sys.stderr is not None:
+                sys.stderr.close()
+            raise typer.Exit(0) from None
+        except Exception as exc:
+            # A SQLite error (only a run that imported sqlite3 can have one): the store error
+            # it stands for.
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is None or not isinstance(exc, sqlite3.Error):
+                raise
+            from velory_cli.commands import common
             from velory_cli.store import describe_sqlite_error
 
             st = common.state(ctx)
             _fail(describe_sqlite_error(exc, st.settings.db_path))
-        except BrokenPipeError:
-            # `velory devices --json | head`: the reader has all it wanted.
-            sys.stderr.close()
-            raise typer.Exit(0) from None
 
 
 def _fail(exc: VeloryError) -> None:
@@ -85,19 +210,11 @@ def root(
     ] = False,
 ) -> None:
     """velory: the renewal of devices bought outside Velory, from import to removal."""
+    from velory_cli.commands import common
+
     st = common.state(ctx)
     st.db = db
     st.actor = actor
-
-
-def _register() -> None:
-    from velory_cli.commands import admin, demo, flow, importing, notices, views
-
-    for module in (importing, views, flow, notices, admin, demo):
-        module.register(app)
-
-
-_register()
 
 
 def main() -> None:

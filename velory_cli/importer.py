@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -34,7 +34,7 @@ from velory_cli import dates
 from velory_cli.errors import InputUnreadable, OutputUnwritable, UsageError
 from velory_cli.lifecycle import ACTIVE, REMOVED
 from velory_cli.models import SOURCE_IMPORTED
-from velory_cli.store import Store
+from velory_cli.store import SERIALS_INDEX, Store
 
 # The fields an import fills, in the order rows carry them.
 FIELDS = (
@@ -111,7 +111,7 @@ _EXTENSION_FORMATS = {
 _SEP_HINT = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
 _HEADER_NOISE = re.compile(r"[\s_\-.:\ufeff]+")
 # Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone.
-_SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]\d{1,3}", re.ASCII)
+_SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d{1,3}", re.ASCII)
 _SCIENTIFIC_LINES = re.compile(r"^" + _SCIENTIFIC.pattern + r"$", re.ASCII | re.MULTILINE)
 # Control characters: none in a field velory imports; line breaks and tabs are fine in notes.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -334,6 +334,9 @@ class _Encoding:
     errors: str
     label: str
     warning: str | None = None
+    # UTF-8 taken on trust, without reading the file first: a byte that is not UTF-8 shows
+    # while the rows are read, and the import starts again with the encoding it finds.
+    tentative: bool = False
 
 
 def _latin_1_fallback(exc: UnicodeError) -> tuple[str, int]:
@@ -349,12 +352,15 @@ def _register_fallback() -> None:
         codecs.register_error(_FALLBACK_ERRORS, _latin_1_fallback)
 
 
-def detect_encoding(stream: BinaryIO, name: str, forced: str | None) -> _Encoding:
+def detect_encoding(
+    stream: BinaryIO, name: str, forced: str | None, *, scan: bool = True
+) -> _Encoding:
     """How to read the bytes of ``stream`` as text, reading it once; it is left at the start.
 
     UTF-8 (a byte-order mark or not) when every byte sequence is UTF-8; UTF-16 when it starts
     with its byte-order mark; else Windows-1252, Excel's "CSV" on Windows, with the five bytes
-    Windows-1252 leaves undefined read as Latin-1.
+    Windows-1252 leaves undefined read as Latin-1. Without ``scan``, UTF-8 is taken on trust
+    (``tentative``) rather than read through first: the caller finds out as it reads.
     """
     stream.seek(0)
     if forced:
@@ -364,6 +370,8 @@ def detect_encoding(stream: BinaryIO, name: str, forced: str | None) -> _Encodin
     stream.seek(0)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return _Encoding(codec="utf-16", errors="strict", label="utf-16")
+    if not scan:
+        return _Encoding(codec="utf-8-sig", errors="strict", label="utf-8", tentative=True)
     if _is_utf8(stream):
         stream.seek(0)
         return _Encoding(codec="utf-8-sig", errors="strict", label="utf-8")
@@ -475,6 +483,10 @@ _Row = tuple[int, Any, Sequence[str], Sequence[str | None], list[RowError] | Non
 
 # A row once checked one by one: a list (a repeated serial adds its error later) of
 _NUMBER, _KEY, _VALUES, _ERRORS, _ORIGINAL, _NAMES, _SERIAL = range(7)
+_NO_VALUES = ("",) * 9  # the values of a rejected row, which holds only its serial
+# The parts of a stored device as Store.import_lookup returns it.
+_POSITION, _ID, _STATUS = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+_STORED_VALUES = operator.itemgetter(slice(5, None))
 # number, serial key (None without a usable serial), the values to store (None when rejected),
 # errors (None when valid), what the file holds, column names, the serial as written.
 
@@ -489,6 +501,7 @@ class _Batch:
     names: Sequence[str | None] | None  # the column names, when every row has the same
     row_names: list[Sequence[str | None]] | None = None  # else each row's
     errors: list[list[RowError] | None] | None = None  # problems found while reading a row
+    stripped: bool = False  # the texts of the named columns are stripped already
 
     def __len__(self) -> int:
         return len(self.originals)
@@ -550,7 +563,7 @@ class _Reader:
             self.text = None
 
 
-def _text_stream(source: Source, encoding: _Encoding) -> IO[str]:
+def _text_stream(source: Source, encoding: _Encoding) -> io.TextIOWrapper:
     source.stream.seek(0)
     return io.TextIOWrapper(
         source.stream,
@@ -590,6 +603,17 @@ def choose_format(suffix: str, first_char: str) -> str:
 
 def open_reader(source: Source, encoding: _Encoding) -> _Reader:
     text = _text_stream(source, encoding)
+    try:
+        return _reader_for(source, text)
+    except BaseException:
+        # Let go of the text layer without closing the file under it: it is read again (in
+        # another encoding), or it is stdin.
+        with suppress(ValueError, OSError):
+            text.detach()
+        raise
+
+
+def _reader_for(source: Source, text: IO[str]) -> _Reader:
     lines, first_char = _first_lines(text)
     kind = choose_format(source.suffix, first_char)
     if not first_char:
@@ -664,9 +688,12 @@ class _CsvReader(_Reader):
                 if min(map(len, batch)) >= full_width:
                     empty = ("",) * len(batch)
                     columns: list[Sequence[str]] = [
-                        list(map(get, batch)) if get is not None else empty for get in getters
+                        _stripped(list(map(get, batch))) if get is not None else empty
+                        for get in getters
                     ]
-                    yield _Batch(range(first, first + len(batch)), batch, columns, names)
+                    yield _Batch(
+                        range(first, first + len(batch)), batch, columns, names, stripped=True
+                    )
                     continue
                 rows: list[_Row] = []
                 for offset, cells in enumerate(batch):
@@ -684,6 +711,14 @@ class _CsvReader(_Reader):
 
     def ignored_columns(self) -> list[str]:
         return list(self.columns.ignored) if self.columns else []
+
+
+def _stripped(texts: list[str]) -> list[str]:
+    """The texts of a column stripped, one pass of C; none at all when the column holds no
+    white space anywhere (serials, emails, dates mostly), which one split finds out."""
+    if len("".join(texts).split(None, 1)) <= 1:
+        return texts
+    return list(map(str.strip, texts))
 
 
 def _table_columns(header: list[str], row: int) -> ColumnMap:
@@ -1056,10 +1091,12 @@ class _Checker:
         names = batch.names
         if names is None or batch.errors is not None:
             return None
-        columns = [
-            list(map(str.strip, column)) if names[index] is not None else column
-            for index, column in enumerate(batch.columns)
-        ]
+        columns = batch.columns
+        if not batch.stripped:
+            columns = [
+                list(map(str.strip, column)) if names[index] is not None else column
+                for index, column in enumerate(columns)
+            ]
         serials = columns[SERIAL]
         if not all(serials):
             return None
@@ -1101,7 +1138,8 @@ class _Checker:
             renewal = [r or ends[p] for p, r in zip(purchased, renewal, strict=True)]
         # ISO dates compare as text; a computed renewal date is never before its purchase.
         both = names[PURCHASED] is not None and names[RENEWAL] is not None
-        if both and any(p and r < p for p, r in zip(purchased, renewal, strict=True)):
+        # r < p for any r where p is "": never (every text is at least "").
+        if both and any(map(operator.lt, renewal, purchased)):
             return None
         values = list(columns)
         values[PURCHASED], values[RENEWAL], values[NOTES] = purchased, renewal, notes
@@ -1126,6 +1164,35 @@ class _Checker:
 
 class _RollBack(Exception):
     """Leave the store as it was: the file is invalid, or this is a dry run."""
+
+
+class _NotUtf8(Exception):
+    """The file taken on trust as UTF-8 is not: undo, and read it again."""
+
+
+class _Repeats(Exception):
+    """Rows written on trust into an empty store repeat a serial: undo, and read the file
+    again looking for repeats row by row."""
+
+
+class _Seen:
+    """A set of device ids as one bit each: 125 KB for a store of a million devices."""
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+
+    def add(self, ids: Iterable[int]) -> bool:
+        """Add these ids; True when one of them was there already."""
+        bits = self.bits
+        again = False
+        for device_id in ids:
+            byte, mask = device_id >> 3, 1 << (device_id & 7)
+            if byte >= len(bits):
+                bits.extend(bytes(byte + 1 - len(bits) + 4096))
+            if bits[byte] & mask:
+                again = True
+            bits[byte] |= mask
+        return again
 
 
 class _Import:
@@ -1153,45 +1220,92 @@ class _Import:
         self.checker = _Checker(options)
         self.reader: _Reader | None = None
         self.store_was_empty = False
-        self.next_id = 0
+        # This run's record in the store, made with the first device it creates.
+        self.import_id: int | None = None
+        # Whether serials were claimed by rejected rows or while not writing (import_keys).
+        self.keys_claimed = False
+        # Whether this run may write into an empty store without looking for repeated serials
+        # (see run), and whether it still does; the indexes it dropped, to build at the end.
+        self.trust_serials = False
+        self.trusting = False
+        self.deferred: list[tuple[str, str]] = []
+        # The stored devices the file has named so far, when on trust.
+        self.seen = _Seen()
 
     @property
     def writing(self) -> bool:
-        """Whether rows still go to the store: not once one is invalid and all must be valid."""
+        """Whether rows still go to the store: not in a dry run, and not once one is invalid
+        and all must be valid."""
+        if self.options.dry_run:
+            return False
         return not (self.report.rejected and not self.options.skip_invalid)
 
-    def run(self) -> None:
+    def run(self, *, trust_utf8: bool, trust_serials: bool) -> None:
+        """Read the file into the store (inside the caller's transaction).
+
+        ``trust_utf8``: take a file that could be UTF-8 as UTF-8 without reading it through
+        first; one that is not raises ``_NotUtf8`` on the way. ``trust_serials``: into an
+        empty store, write the rows without looking for repeated serials, and let the serials'
+        unique index, built once at the end, say whether there were any; if there were, it
+        raises ``_Repeats``. Either way the caller undoes the transaction and runs again,
+        trusting less."""
+        self.trust_serials = trust_serials
         try:
-            self._run()
+            source = self.source
+            encoding = detect_encoding(
+                source.stream, source.name, self.options.encoding, scan=not trust_utf8
+            )
+            self._read(encoding)
         except OSError as exc:
             # The input failed under us (a disk error, a file on a share that went away).
             raise InputUnreadable(
                 f"cannot read {self.source.name}: {exc.strerror or exc}; nothing was written"
             ) from None
 
-    def _run(self) -> None:
+    def start_over(self) -> None:
+        """Forget a first reading of the file, whose writes were undone."""
+        fresh = ImportReport(
+            source=self.source.name,
+            dry_run=self.options.dry_run,
+            skip_invalid=self.options.skip_invalid,
+        )
+        for report_field in fields(ImportReport):
+            setattr(self.report, report_field.name, getattr(fresh, report_field.name))
+        self.import_id = None
+        self.keys_claimed = False
+        self.seen = _Seen()
+        if self.rejects is not None:
+            self.rejects.restart()
+
+    def _read(self, encoding: _Encoding) -> None:
         report = self.report
-        encoding = detect_encoding(self.source.stream, self.source.name, self.options.encoding)
         report.encoding = encoding.label
         if encoding.warning:
             report.warnings.append(encoding.warning)
+        finished = False
         try:
             self.reader = reader = open_reader(self.source, encoding)
             report.format = reader.format
             self.store_was_empty = not self.store.import_has_devices()
-            self.next_id = self.store.import_next_device_id()
             self.store.import_begin()
-            deferred: list[str] = []
-            if self.store_was_empty and not self.options.dry_run:
-                deferred = self.store.import_defer_indexes()
+            first_import = self.store_was_empty and not self.options.dry_run
+            self.trusting = first_import and self.trust_serials
+            self.deferred = []
+            if first_import:
+                self.deferred = self.store.import_defer_indexes(serials=self.trusting)
             for batch in reader.batches(CHUNK_ROWS):
                 self._flush(batch)
-            if deferred and not report.failed:
-                self.store.import_restore_indexes(deferred)
+            built = report.failed or self.store.import_restore_indexes(self.deferred)
+            if not built:
+                raise _Repeats  # rows written on trust repeat a serial
             self.store.import_end()
+            finished = True
         except FileProblem as problem:
             report.file_error = RowError(problem.row, None, problem.message)
+            finished = True
         except UnicodeDecodeError as exc:
+            if encoding.tentative:
+                raise _NotUtf8 from None
             report.file_error = RowError(
                 None,
                 None,
@@ -1199,7 +1313,11 @@ class _Import:
                 f"0x{exc.object[exc.start]:02x} is not valid in it); "
                 "give its encoding with --encoding",
             )
+            finished = True
         finally:
+            if self.reader is not None and not finished:
+                self.reader.close()
+                self.reader = None
             if self.reader is not None:
                 ignored = self.reader.ignored_columns()
                 if ignored:
@@ -1217,132 +1335,236 @@ class _Import:
             self.rejects.start(self.reader.format, self.reader.header, self.reader.delimiter)
 
     def _flush(self, batch: _Batch) -> None:
+        """One chunk: checked, its serials placed (new, stored, or repeated from an earlier
+        row), written, and its rejected rows reported in the file's order."""
         report = self.report
         report.rows += len(batch)
         check = self.checker.check
         entries: list[list[Any]] | None = None
+        invalid: set[int] = set()
         clean = self.checker.screen(batch)
         if clean is None:
+            # A rejected row still holds its serial: a later row with it is a repeat.
             entries = [check(batch.row(index)) for index in range(len(batch))]
-            keys: list[str | None] = [entry[_KEY] for entry in entries]
+            keyed: Sequence[int] = [i for i, entry in enumerate(entries) if entry[_KEY]]
+            invalid = {p for p, index in enumerate(keyed) if entries[index][_ERRORS]}
+            report.rejected += sum(1 for entry in entries if entry[_ERRORS])
+            keys: list[str] = [entries[index][_KEY] for index in keyed]
+            numbers: Sequence[int] = [entries[index][_NUMBER] for index in keyed]
+            rows = (entries[index][_VALUES] or _NO_VALUES for index in keyed)
+            columns: list[Sequence[str]] = [list(column) for column in zip(*rows, strict=True)]
         else:
-            keys = list(clean[0])
-        repeats = self._repeated_serials(batch.numbers, keys)
-        if repeats and entries is None:
-            entries = [check(batch.row(index)) for index in range(len(batch))]
-        if entries is None:
-            assert clean is not None
-            if self.writing:
-                self._write(clean[0], zip(*clean[1], strict=True), len(batch))
-        else:
-            for index, first in repeats.items():
-                entry = entries[index]
+            keys, columns = clean
+            numbers = batch.numbers
+            keyed = range(len(batch))
+        repeats = self._place(numbers, keys, columns, invalid) if keyed else {}
+        if repeats:
+            if entries is None:
+                entries = [check(batch.row(index)) for index in range(len(batch))]
+            for position, first in repeats.items():
+                entry = entries[keyed[position]]
+                if not entry[_ERRORS]:
+                    report.rejected += 1
                 message = f"serial {entry[_SERIAL]!r} is already in row {first}"
                 entry[_ERRORS] = _add(
                     entry[_ERRORS], entry[_NUMBER], entry[_NAMES][SERIAL], message
                 )
                 entry[_VALUES] = None
-            self._take(entries)
+        if entries is not None:
+            self._report_rejected(entries)
         if self.progress is not None:
             with suppress(OSError, ValueError):
                 self.progress(self.source.stream.tell())
 
-    def _take(self, entries: list[list[Any]]) -> None:
-        """Rows checked one by one: the rejected ones reported, the valid ones written."""
-        report = self.report
+    def _report_rejected(self, entries: list[list[Any]]) -> None:
         rejected = [entry for entry in entries if entry[_ERRORS]]
-        if rejected:
-            for entry in rejected:
-                report.errors.extend(entry[_ERRORS])
-            report.rejected += len(rejected)
-            if self.rejects is not None:
-                self._start_rejects()
-                self.rejects.add((entry[_ORIGINAL], entry[_ERRORS]) for entry in rejected)
-        if self.writing:
-            valid = [entry for entry in entries if not entry[_ERRORS]]
-            if valid:
-                keys = [entry[_KEY] for entry in valid]
-                self._write(keys, (entry[_VALUES] for entry in valid), len(valid))
+        if not rejected:
+            return
+        for entry in rejected:
+            self.report.errors.extend(entry[_ERRORS])
+        if self.rejects is not None:
+            self._start_rejects()
+            self.rejects.add((entry[_ORIGINAL], entry[_ERRORS]) for entry in rejected)
 
-    def _repeated_serials(
-        self, numbers: Sequence[int], keys: Sequence[str | None]
+    def _place(
+        self,
+        numbers: Sequence[int],
+        keys: Sequence[str],
+        columns: Sequence[Sequence[str]],
+        invalid: set[int],
     ) -> dict[int, int]:
-        """The rows (by index) whose serial an earlier row had, with that row's number. The
-        store keeps every serial seen so far, with its first row, in a temporary table."""
-        claim = self.store.import_claim_serials
-        distinct = set(keys)
-        if None not in distinct and len(distinct) == len(keys):
-            # The usual case: each serial of the chunk is there once, and claimed as it is.
-            earlier = claim(list(zip(keys, numbers, strict=True)))  # type: ignore[arg-type]
-            if not earlier:
-                return {}
-            first_here = dict(zip(keys, numbers, strict=True))
-        else:
-            # Built backwards, the first row of each serial is the one a dict keeps.
-            first_here = dict(zip(reversed(keys), reversed(numbers), strict=True))
-            first_here.pop(None, None)
-            earlier = claim(list(first_here.items()))  # type: ignore[arg-type]
+        """The chunk's rows that have a serial (``keys``: upper-cased; ``columns``: serial,
+        model, category, user_email, user_name, distributor, purchase_date, renewal_date,
+        notes, "" where empty): the valid ones inserted as new devices or compared with the
+        stored ones and updated where the file changes them; those at ``invalid`` positions
+        are rejected, and only hold their serial. Returns the rows (by position) whose serial
+        an earlier row of the file had, with that row; they are neither inserted nor updated.
+
+        A repeated serial is found without keeping the file in memory: within the chunk by a
+        dict; a device this import created, by its record in the store; a stored device, by
+        the claim of its id; a new serial not written (a dry run, an invalid file, a rejected
+        row), by the claim of the serial."""
+        store = self.store
+        # Rows repeating a serial of an earlier chunk: position -> that row. Rows repeating
+        # one of this chunk: position -> the position of its first row here (which may itself
+        # repeat an earlier chunk's: the first row of all is named).
         repeats: dict[int, int] = {}
-        for index, key in enumerate(keys):
-            if key is None:
+        inner: dict[int, int] = {}
+        if len(set(keys)) != len(keys):
+            first_here: dict[str, int] = {}
+            for position, key in enumerate(keys):
+                first = first_here.setdefault(key, position)
+                if first != position:
+                    inner[position] = first
+        if self.trusting and (invalid or inner or not self.writing):
+            self._stop_trusting()
+        this_import = self.import_id if self.import_id is not None else -1
+        if self.writing and self.store_was_empty:
+            # Every device in the store is this import's own: a repeated serial is found by
+            # the insert itself (the serials' unique index), without a lookup. Only rejected
+            # rows, which are not inserted, are looked up.
+            positions = sorted(invalid)
+            found = [
+                (positions[match[0]], *match[1:])
+                for match in store.import_lookup([keys[p] for p in positions])
+            ]
+        else:
+            found = store.import_lookup(keys)
+        stored: list[tuple[Any, ...]] = []
+        for match in found:
+            position = match[0]
+            if position in inner:
                 continue
-            first = earlier.get(key)
-            if first is None and first_here[key] != numbers[index]:
-                first = first_here[key]
-            if first is not None:
-                repeats[index] = first
+            if match[3] == this_import:
+                repeats[position] = match[4]  # a device an earlier row of this file created
+            else:
+                stored.append(match)
+        if stored and self.trust_serials:
+            # On trust, a stored device is only marked as named; named twice, the file is read
+            # again claiming each with its row, to name the first in the error.
+            if self.seen.add(map(_ID, stored)):
+                raise _Repeats
+        elif stored:
+            earlier = store.import_claim_devices(
+                [(match[1], numbers[match[0]]) for match in stored], numbers[0]
+            )
+            if earlier:
+                for match in stored:
+                    if match[1] in earlier:
+                        repeats[match[0]] = earlier[match[1]]
+                stored = [match for match in stored if match[0] not in repeats]
+        if not (found or inner):
+            self._insert(numbers, keys, columns, list(range(len(keys))), invalid, repeats)
+        else:
+            taken = {match[0] for match in found}.union(inner)
+            if len(taken) < len(keys):
+                new = [position for position in range(len(keys)) if position not in taken]
+                self._insert(numbers, keys, columns, new, invalid, repeats)
+        if stored:
+            self._update(columns, [match for match in stored if match[0] not in invalid])
+        for position, first in inner.items():
+            repeats[position] = repeats.get(first, numbers[first])
         return repeats
 
-    def _write(self, keys: Sequence[str], rows: Iterable[Sequence[str]], count: int) -> None:
-        """Valid rows (serial, model, category, user_email, user_name, distributor,
-        purchase_date, renewal_date, notes; "" where empty): new devices inserted, stored ones
-        updated where the file changes them."""
-        report = self.report
-        existing = {} if self.store_was_empty else self.store.import_existing(keys)
-        if existing:
-            rows, count = self._compare(keys, rows, existing)
-        first_id = self.next_id
-        self.next_id += count
-        report.inserted += count
-        if not self.options.dry_run:
-            self.store.import_insert(
-                rows,
-                first_id=first_id,
-                source=SOURCE_IMPORTED,
-                status=ACTIVE,
-                at=self.now,
-                actor=self.actor,
-                action=IMPORT_ACTION,
-            )
+    def _stop_trusting(self) -> None:
+        """A rejected row: its serial must be held from now on, which takes the serials'
+        unique index. Built now over the rows written so far; if they repeat a serial, the
+        import starts again without trust."""
+        serials = [index for index in self.deferred if index[0] == SERIALS_INDEX]
+        if not self.store.import_restore_indexes(serials):
+            raise _Repeats
+        self.deferred = [index for index in self.deferred if index[0] != SERIALS_INDEX]
+        self.trusting = False
 
-    def _compare(
+    def _insert(
         self,
+        numbers: Sequence[int],
         keys: Sequence[str],
-        rows: Iterable[Sequence[str]],
-        existing: dict[str, tuple[Any, ...]],
-    ) -> tuple[list[Sequence[str]], int]:
-        """Update the stored devices among ``rows``; the new ones, and how many, to insert."""
+        columns: Sequence[Sequence[str]],
+        new: list[int],
+        invalid: set[int],
+        repeats: dict[int, int],
+    ) -> None:
+        """The rows at positions ``new`` have serials the store does not hold: the valid ones
+        inserted (or, not writing, claimed), the invalid ones claimed; a repeat found on the
+        way is added to ``repeats``."""
+        store = self.store
+        writing = self.writing
+        if not writing or self.keys_claimed:
+            claims = new  # not written, or an earlier rejected row may hold one of them
+        else:
+            claims = [p for p in new if p in invalid] if invalid else []
+        if claims:
+            earlier = store.import_claim_keys([(keys[p], numbers[p]) for p in claims], numbers[0])
+            self.keys_claimed = True
+            for position in claims:
+                first = earlier.get(keys[position])
+                if first is not None:
+                    repeats[position] = first
+        if invalid or repeats:
+            new = [p for p in new if p not in invalid and p not in repeats]
+        if not writing:
+            self.report.inserted += len(new)
+            return
+        if not new:
+            return
+        if self.import_id is None:
+            self.import_id = store.import_record(
+                at=self.now, actor=self.actor, file=self.source.name
+            )
+        if len(new) == len(keys):
+            picked: Sequence[Sequence[Any]] = [numbers, *columns]
+        else:
+            pick = operator.itemgetter(*new) if len(new) > 1 else lambda seq: (seq[new[0]],)
+            picked = [pick(numbers), *map(pick, columns)]
+        inserted = store.import_insert(
+            zip(*picked, strict=True),
+            import_id=self.import_id,
+            source=SOURCE_IMPORTED,
+            status=ACTIVE,
+            at=self.now,
+            empty=[not all(column) for column in picked[2:]],
+        )
+        if inserted < len(new):
+            # Serials an earlier chunk of this file created (see _place): not inserted again.
+            new_keys = [keys[p] for p in new]
+            for index, first in store.import_rows_of(new_keys, self.import_id, numbers[0]).items():
+                repeats[new[index]] = first
+        self.report.inserted += inserted
+
+    def _update(self, columns: Sequence[Sequence[str]], stored: list[tuple[Any, ...]]) -> None:
+        """Compare the stored devices of the chunk with the file's rows: the changed ones
+        updated (an empty cell never clears a value), each change in the history."""
         report = self.report
         now, actor = self.now, self.actor
-        new: list[Sequence[str]] = []
+        # Each match's row of the file (its fields but the serial) and its stored values, and
+        # which are the same, each found with one pass of C: a re-import of an unchanged
+        # fleet goes no further.
+        positions = list(map(_POSITION, stored))
+        picked = (map(column.__getitem__, positions) for column in columns[1:])
+        rows = list(zip(*picked, strict=True))
+        same = list(map(operator.eq, rows, map(_STORED_VALUES, stored)))
+        if REMOVED in set(map(_STATUS, stored)):
+            candidates: Iterable[int] = range(len(stored))
+        else:
+            report.unchanged += same.count(True)
+            candidates = itertools.compress(range(len(stored)), map(operator.not_, same))
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
-        for key, values in zip(keys, rows, strict=True):
-            stored = existing.get(key)
-            if stored is None:
-                new.append(values)
-                continue
-            device_id, status = stored[0], stored[1]
+        for index in candidates:
+            match = stored[index]
+            device_id, status = match[1], match[2]
             if status == REMOVED:
                 report.skipped += 1
                 continue
-            if tuple(values[1:]) == stored[2:]:
+            if same[index]:
                 report.unchanged += 1
                 continue
-            merged = list(stored[2:])
+            row = rows[index]
+            merged = list(match[5:])
             changes: dict[str, dict[str, Any]] = {}
             for index, column in enumerate(STORED_FIELDS):
-                value = values[index + 1]
+                value = row[index]
                 if value and value != merged[index]:  # an empty cell never clears a value
                     changes[column] = {"old": merged[index] or None, "new": value}
                     merged[index] = value
@@ -1353,9 +1575,27 @@ class _Import:
             details = json.dumps(changes, ensure_ascii=False)
             history.append((device_id, now, actor, IMPORT_ACTION, status, status, details))
         report.updated += len(updates)
-        if updates and not self.options.dry_run:
+        if updates and self.writing:
             self.store.import_update(updates, history)
-        return new, len(new)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off while the rows stream through. Each row makes lists and
+    tuples that their reference counts free at once, but the collector counts them, and every
+    so often walks every object the program holds (Typer's, Rich's...): ~5% of a large
+    import, for nothing. The import makes no reference cycles a row; what the collector would
+    have found waits for it to run again."""
+    import gc
+
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def import_file(
@@ -1373,15 +1613,26 @@ def import_file(
     it was. The report says what was written (or would be) and every problem by row."""
     job = _Import(store, source, options, now=now, actor=actor, rejects=rejects, progress=progress)
     report = job.report
-    try:
-        with store.import_transaction(write=not options.dry_run):
-            job.run()
-            if report.failed or options.dry_run:
-                raise _RollBack
-    except _RollBack:
-        pass
-    else:
-        report.written = report.inserted + report.updated > 0
+    # Most files are UTF-8, and hold each serial once: an import takes both on trust, and
+    # finds out on the way (a byte that is not UTF-8; the serials' unique index, built at the
+    # end of a first import). A file that breaks the trust is undone and read again.
+    trust_utf8 = trust_serials = True
+    while True:
+        try:
+            with store.import_transaction(write=not options.dry_run), _no_cycle_collection():
+                job.run(trust_utf8=trust_utf8, trust_serials=trust_serials)
+                if report.failed or options.dry_run:
+                    raise _RollBack
+        except _NotUtf8:
+            trust_utf8 = False
+        except _Repeats:
+            trust_serials = False
+        except _RollBack:
+            break
+        else:
+            report.written = report.inserted + report.updated > 0
+            break
+        job.start_over()
     if report.failed:
         # Nothing was written, and nothing would be: the counts say so.
         report.inserted = report.updated = report.unchanged = report.skipped = 0
@@ -1458,6 +1709,17 @@ class RejectsWriter:
                 if self.format == FORMAT_JSONL:
                     self.out.write("\n")
             self.count += 1
+
+    def restart(self) -> None:
+        """Forget every row written so far: the file is read again from its start."""
+        with self._writing():
+            self.out.seek(0)
+            self.out.truncate()
+        self.started = False
+        self.count = 0
+        self.format = FORMAT_CSV
+        self.width = 0
+        self._csv = None
 
     def finish(self) -> None:
         if self.format == FORMAT_JSON:

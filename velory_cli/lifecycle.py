@@ -100,6 +100,9 @@ class Transition:
     sources: tuple[str, ...]
     target: str | None
     guards: tuple[Guard, ...] = ()
+    # What a device in none of ``sources`` is told instead of a way there, where no way
+    # there makes sense.
+    only_from: str | None = None
 
 
 TRANSITIONS: dict[str, Transition] = {
@@ -110,7 +113,9 @@ TRANSITIONS: dict[str, Transition] = {
     "confirm-return": Transition((RENEWAL_STARTED,), RETURN_CONFIRMED),
     "release": Transition((RETURN_CONFIRMED,), REMOVED),
     # Undo a release made by mistake. A release deletes nothing, so this loses nothing.
-    "reinstate": Transition((REMOVED,), RETURN_CONFIRMED),
+    "reinstate": Transition(
+        (REMOVED,), RETURN_CONFIRMED, only_from="only a released device can be reinstated"
+    ),
     "note": Transition(STATUSES, None),
 }
 
@@ -122,12 +127,18 @@ def refusal(device: Device, action: str) -> str | None:
     prefix = f"{device.serial} is {device.status}"
     if device.status not in transition.sources:
         needs = " or ".join(transition.sources)
-        return f"{prefix}: {action} needs {needs}; {_way_there(device, transition.sources)}"
+        hint = transition.only_from or _way_there(device, transition.sources)
+        return f"{prefix}: {action} needs {needs}; {hint}"
     for guard in transition.guards:
         reason = guard(device)
         if reason:
             return f"{prefix}: {reason}"
     return None
+
+
+# Never a step on the way to something else: a release takes the device out of every company
+# system, so "release it first" is never the advice.
+_NOT_A_WAY_THERE = frozenset({"release"})
 
 
 def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
@@ -139,6 +150,8 @@ def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
         for action, transition in TRANSITIONS.items():
             target = transition.target
             if target is None or status not in transition.sources or target in paths:
+                continue
+            if action in _NOT_A_WAY_THERE:
                 continue
             paths[target] = [*paths[status], action]
             queue.append(target)
@@ -166,6 +179,9 @@ class ActionResult:
     changed: bool
     status: str | None
     error: str | None = None
+    # The device's outcome after the action (returned, bought_out or None): tables word a
+    # return_confirmed device by it.
+    outcome: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +190,7 @@ class ActionResult:
             "changed": self.changed,
             "status": self.status,
             "error": self.error,
+            "outcome": self.outcome,
         }
 
 
@@ -220,8 +237,20 @@ def _unknown(serial: str) -> ActionResult:
     )
 
 
+def _done(device: Device) -> ActionResult:
+    """An action that changed the device but not its status (order, deliver, note)."""
+    return ActionResult(device.serial, True, True, device.status, outcome=device.outcome)
+
+
 def _refused(device: Device, error: str) -> ActionResult:
-    return ActionResult(device.serial, ok=False, changed=False, status=device.status, error=error)
+    return ActionResult(
+        device.serial,
+        ok=False,
+        changed=False,
+        status=device.status,
+        error=error,
+        outcome=device.outcome,
+    )
 
 
 # ---- serial lists --------------------------------------------------------------------------
@@ -257,16 +286,22 @@ _TRAILING_COMMENT = re.compile(r"\s#")
 # What a note or a reason may not hold: control characters other than tab and line breaks,
 # which would reach an admin's terminal as escape sequences. The importer refuses the same.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# What a one-line value (a serial, a model) may not hold: any control character, line breaks
+# and tabs too, as the importer refuses them in every column but the notes.
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def checked_text(text: str, what: str) -> str:
+def checked_text(text: str, what: str, *, one_line: bool = False) -> str:
     """A note or reason as written, without surrounding spaces and with its line breaks as
-    LF (as an import keeps them); UsageError when it holds any other control character."""
-    found = _CONTROL.search(text)
+    LF (as an import keeps them); UsageError when it holds any other control character.
+    ``one_line``: a serial or a model, where line breaks and tabs are refused too."""
+    found = (_CONTROL_ONE_LINE if one_line else _CONTROL).search(text)
     if found:
+        allowed = (
+            "it takes one line of text" if one_line else "only line breaks and tabs are allowed"
+        )
         raise UsageError(
-            f"{what} holds a control character (U+{ord(found.group()):04X}); "
-            "only line breaks and tabs are allowed"
+            f"{what} holds a control character (U+{ord(found.group()):04X}); {allowed}"
         )
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
@@ -301,6 +336,8 @@ def change_status(
     wanted = unique_serials(serials)
     results: list[ActionResult] = []
     changes: list[StatusChange] = []
+    already_there: list[Device] = []
+    messages: list[str] = []
     with nullcontext() if dry_run else store.transaction():
         found = store.devices_by_serials(wanted)
         for serial in wanted:
@@ -318,7 +355,12 @@ def change_status(
                         )
                     )
                 else:
-                    results.append(ActionResult(device.serial, True, False, device.status))
+                    results.append(
+                        ActionResult(
+                            device.serial, True, False, device.status, outcome=device.outcome
+                        )
+                    )
+                    already_there.append(device)
                 continue
             reason = refusal(device, action)
             if reason:
@@ -339,10 +381,37 @@ def change_status(
                     note=note,
                 )
             )
-            results.append(ActionResult(device.serial, True, True, target))
+            results.append(
+                ActionResult(device.serial, True, True, target, outcome=outcome or device.outcome)
+            )
         if not dry_run and changes:
             store.apply_status_changes(changes, at=now, actor=actor, action=action)
-    return ActionReport(action, results, dry_run=dry_run)
+        if note and already_there:
+            messages += _keep_note(
+                store, already_there, note, now=now, actor=actor, dry_run=dry_run
+            )
+    return ActionReport(action, results, dry_run=dry_run, messages=messages)
+
+
+def _keep_note(
+    store: Store, devices: list[Device], note: str, *, now: str, actor: str, dry_run: bool
+) -> list[str]:
+    """A re-run script must not lose what it was given: the note for devices already where
+    the action leads goes into their notes all the same, once (not where it is already the
+    device's latest note). Returns what to tell the admin."""
+    latest = store.latest_notes([device.id for device in devices])
+    new = [device for device in devices if latest.get(device.id) != note]
+    if not new:
+        return []
+    if not dry_run:
+        store.add_note_many(
+            [(device.id, device.status) for device in new], at=now, actor=actor, text=note
+        )
+    verb = "would be added" if dry_run else "was added"
+    if len(new) == 1:
+        device = new[0]
+        return [f"{device.serial} was already {device.status}: the note {verb} to its notes."]
+    return [f"{len(new)} devices were already {new[0].status}: the note {verb} to their notes."]
 
 
 def start_renewal(store: Store, serial: str, *, now: str, actor: str) -> ActionReport:
@@ -385,7 +454,7 @@ def order_replacement(
 ) -> ActionReport:
     """The replacement the user requested in the store: one per renewing device."""
     serial = _one_serial(serial)
-    model = model.strip()
+    model = checked_text(model, "--model", one_line=True)
     if not model:
         raise UsageError("--model is empty; name the model ordered")
     with store.transaction():
@@ -407,7 +476,7 @@ def order_replacement(
             to_status=device.status,
             details={"model": model},
         )
-    return ActionReport("order", [ActionResult(device.serial, True, True, device.status)])
+    return ActionReport("order", [_done(device)])
 
 
 # A store device's distributor: Velory itself delivered it.
@@ -431,7 +500,8 @@ def deliver_replacement(
     from dateutil.relativedelta import relativedelta
 
     serial = _one_serial(serial)
-    new_serial = new_serial.strip()
+    new_serial = checked_text(new_serial, "--new-serial", one_line=True)
+    model = checked_text(model or "", "--model", one_line=True) or None
     if not new_serial:
         raise UsageError("--new-serial is empty; give the serial of the delivered device")
     if term_months <= 0:
@@ -516,7 +586,7 @@ def deliver_replacement(
         f"Personal data must be moved off {device.serial} or deleted from it before it is "
         "returned or bought out.",
     )
-    report.results.append(ActionResult(device.serial, True, True, device.status))
+    report.results.append(_done(device))
     return report
 
 
@@ -564,4 +634,4 @@ def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> A
             to_status=device.status,
             details={"note": text},
         )
-    return ActionReport("note", [ActionResult(device.serial, True, True, device.status)])
+    return ActionReport("note", [_done(device)])

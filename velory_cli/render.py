@@ -6,6 +6,7 @@ CSV or JSON. Text from the data is never read as Rich markup: every cell is a ``
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -27,22 +28,40 @@ PIPE_WIDTH = 160
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _no_colour(stream: IO[str]) -> bool:
-    return bool(os.environ.get("NO_COLOR")) or not stream.isatty()
+class _Nowhere(io.StringIO):
+    """Where output goes when the stream is closed altogether (``>&-``: Python's sys.stdout
+    is None): the work is done and recorded, so the run ends normally, writing nothing."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _stream(stderr: bool = False) -> IO[str]:
+    stream = sys.stderr if stderr else sys.stdout
+    return _Nowhere() if stream is None else stream
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False  # closed under us
 
 
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    stream = sys.stderr if stderr else sys.stdout
-    if _no_colour(stream):
+    stream = _stream(stderr)
+    terminal = _is_terminal(stream)
+    if os.environ.get("NO_COLOR") or not terminal:
         return Console(
             file=stream,
             no_color=True,
             highlight=False,
             emoji=False,
             color_system=None,
-            width=_env_width() or PIPE_WIDTH,
+            # A terminal keeps its own width (Rich asks it); a pipe or file gets room.
+            width=_env_width() or (None if terminal else PIPE_WIDTH),
         )
     return Console(file=stream, highlight=False, emoji=False, stderr=stderr)
 
@@ -142,7 +161,7 @@ def _print(out: Console, renderable: RenderableType, **options: Any) -> None:
 
 def emit_json(data: Any, out: IO[str] | None = None) -> None:
     """One JSON document on stdout, nothing else."""
-    stream = out or sys.stdout
+    stream = out or _stream()
     with _results_to(stream):
         stream.write(json.dumps(data, ensure_ascii=False, indent=2))
         stream.write("\n")
@@ -157,14 +176,22 @@ def spreadsheet_safe(value: Any) -> Any:
 
 
 def emit_csv(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], out: IO[str] | None = None
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    out: IO[str] | None = None,
+    *,
+    bom: bool = False,
 ) -> None:
-    """CSV with a header row: numbers as they are, text made safe to open in a spreadsheet."""
+    """CSV with a header row: numbers as they are, text made safe to open in a spreadsheet.
+    ``bom``: start with a UTF-8 byte order mark, without which Excel reads a file as the
+    system's code page ("Ã…sa" for "Åsa"); for files, not for pipes."""
     import csv
 
-    stream = out or sys.stdout
+    stream = out or _stream()
     writer = csv.writer(stream, lineterminator="\r\n")
     with _results_to(stream):
+        if bom:
+            stream.write("\ufeff")
         writer.writerow(columns)
         for row in rows:
             writer.writerow(
@@ -197,10 +224,15 @@ def table(
     from rich.table import Table
 
     out = console()
-    grid = Table(title=title, caption=caption, show_lines=False, header_style="bold")
+    grid = Table(
+        title=_text(title, "table.title") if title else None,
+        caption=_text(caption, "table.caption") if caption else None,
+        show_lines=False,
+        header_style="bold",
+    )
     for column in columns:
         grid.add_column(
-            column.header,
+            _text(column.header),
             justify=column.justify,
             no_wrap=column.no_wrap,
         )
@@ -223,7 +255,12 @@ def key_values(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) ->
     """A two-column view of one record."""
     from rich.table import Table
 
-    grid = Table(title=title, show_header=False, box=None, padding=(0, 2, 0, 0))
+    grid = Table(
+        title=_text(title, "table.title") if title else None,
+        show_header=False,
+        box=None,
+        padding=(0, 2, 0, 0),
+    )
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     for label, value in pairs:
@@ -258,7 +295,7 @@ def line(text: str = "", style: str | None = None) -> None:
 def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr, for a person waiting at a terminal: the callback takes how
     much of ``total`` is done. Nothing is drawn when stderr is not a terminal."""
-    if not sys.stderr.isatty():
+    if not _is_terminal(_stream(stderr=True)):
         yield lambda done: None
         return
     from rich.progress import (

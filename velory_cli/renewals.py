@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from velory_cli import lifecycle
 from velory_cli.errors import UsageError
 from velory_cli.models import DEVICE_KEYS, Device
-from velory_cli.store import DeviceFilter, Store
+from velory_cli.store import DEVICE_COLUMNS, DeviceFilter, Store
 
 DEFAULT_WITHIN_DAYS = 30
 
@@ -19,19 +20,44 @@ NOTICE_STATES = {"pending": "pending", "sending": "pending", "sent": "sent", "fa
 
 RENEWAL_KEYS = (*DEVICE_KEYS, "days_left", "notice_status")
 
+# The device keys of the JSON contract, picked out of a store row (DEVICE_COLUMNS, then the
+# notice's state) in one step.
+_KEY_VALUES = operator.itemgetter(*(DEVICE_COLUMNS.index(key) for key in DEVICE_KEYS))
+_RENEWAL_DATE = DEVICE_COLUMNS.index("renewal_date")
 
-@dataclass(frozen=True)
+
 class Renewal:
-    device: Device
-    days_left: int
-    notice_status: str | None
+    """A device due for renewal, its days left (negative when overdue) and the state of its
+    renewal notice.
+
+    Made straight from the store's row: ``velory renewals --json`` on a large fleet turns tens
+    of thousands of rows into JSON, and builds no ``Device`` for them unless asked."""
+
+    __slots__ = ("_device", "_row", "days_left", "notice_status")
+
+    def __init__(self, row: tuple[Any, ...], days_left: int, notice_status: str | None) -> None:
+        self._row = row
+        self._device: Device | None = None
+        self.days_left = days_left
+        self.notice_status = notice_status
+
+    @property
+    def device(self) -> Device:
+        if self._device is None:
+            self._device = Device(*self._row[: len(DEVICE_COLUMNS)])
+        return self._device
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.device.to_dict(),
-            "days_left": self.days_left,
-            "notice_status": self.notice_status,
-        }
+        values = dict(zip(DEVICE_KEYS, _KEY_VALUES(self._row), strict=True))
+        values["days_left"] = self.days_left
+        values["notice_status"] = self.notice_status
+        return values
+
+    def __repr__(self) -> str:
+        return (
+            f"Renewal({self._row[DEVICE_COLUMNS.index('serial')]!r}, "
+            f"days_left={self.days_left}, notice_status={self.notice_status!r})"
+        )
 
 
 def renewals_due(
@@ -54,14 +80,17 @@ def renewals_due(
         if where.status == lifecycle.REMOVED:
             raise UsageError("renewals never lists removed devices; see velory devices --status")
     until = as_of + timedelta(days=within_days)
-    return [
-        Renewal(
-            device=device,
-            days_left=(date.fromisoformat(device.renewal_date or "") - as_of).days,
-            notice_status=NOTICE_STATES.get(notice or ""),
-        )
-        for device, notice in store.renewals_due(until.isoformat(), where)
-    ]
+    # Every renewal date of the answer is on or before `until`: the few hundred distinct
+    # dates are turned into days once each.
+    days: dict[str, int] = {}
+    renewals = []
+    for row in store.renewals_rows(until.isoformat(), where):
+        renewal_date = row[_RENEWAL_DATE]
+        left = days.get(renewal_date)
+        if left is None:
+            left = days[renewal_date] = (date.fromisoformat(renewal_date) - as_of).days
+        renewals.append(Renewal(row, left, NOTICE_STATES.get(row[-1] or "")))
+    return renewals
 
 
 # ---- what waits for an admin ---------------------------------------------------------------

@@ -27,7 +27,11 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 # The page cache of an import, in KiB as PRAGMA cache_size takes a negative number.
 IMPORT_CACHE_SIZE = -16 * 1024
 IMPORT_TEMP_CACHE_SIZE = -8 * 1024
-IMPORT_SORT_CACHE_SIZE = -8 * 1024
+IMPORT_SORT_CACHE_SIZE = -2 * 1024
+# The page size of a new store, in bytes.
+PAGE_SIZE = 8192
+# The unique index of the devices' serials (see migrations).
+SERIALS_INDEX = "devices_serial"
 
 DEVICE_COLUMNS = tuple(f.name for f in fields(Device))
 NOTICE_COLUMNS = (
@@ -50,6 +54,10 @@ _NOTICE_SELECT = (
 _NOTICE_SELECT_WITH_DEVICE = _NOTICE_SELECT.replace(
     " FROM notices", ", " + ", ".join("d." + column for column in DEVICE_COLUMNS) + " FROM notices"
 )
+
+
+# The statuses of a device not removed, for queries that read devices_status_renewal by status.
+_NOT_REMOVED = "('active', 'renewal_started', 'return_confirmed')"
 
 
 def _like_escape(text: str) -> str:
@@ -114,16 +122,21 @@ class Store:
         self.conn = conn
         self.path = path
         self._db: Any = None
+        # SQLite's NOCASE and LIKE fold ASCII only: Unicode matching goes through this.
+        conn.create_function("casefold", 1, _casefold, deterministic=True)
 
     # ---- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 10.0) -> Store:
-        """Open the store at ``path``, creating it on first use, upgrading an older one."""
+    def open(cls, path: Path, *, busy_timeout: float = 10.0, create: bool = True) -> Store:
+        """Open the store at ``path``, creating it on first use (unless ``create`` is False:
+        then a missing store is StoreUnusable), upgrading an older one."""
         path = Path(path)
         created = False
         if path.exists():
             _check_is_velory_file(path)
+        elif not create:
+            raise StoreUnusable(f"no store at {path}")
         else:
             _create_private_file(path)
             created = True
@@ -166,6 +179,10 @@ class Store:
                 f"knows {migrations.SCHEMA_VERSION}); upgrade velory, the store was left untouched"
             )
         conn.execute("PRAGMA foreign_keys = ON")
+        if app_id != APPLICATION_ID:
+            # A new store (no tables yet: the only time SQLite takes a page size): 8 KiB pages
+            # halve the pages a large import writes and its indexes sort.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         self._use_wal()
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < migrations.SCHEMA_VERSION or app_id != APPLICATION_ID:
@@ -300,9 +317,12 @@ class Store:
         return [f"{row[0]}: {row[1]} {row[2]} is not in the store" for row in rows]
 
     def devices_without_history(self) -> list[str]:
+        """Devices with no entry in their history: neither created by an import (whose record
+        is their creation entry, and which the foreign key check holds to exist) nor with a
+        row in the history table."""
         rows = self.conn.execute(
-            "SELECT serial FROM devices d"
-            " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.device_id = d.id)"
+            "SELECT serial FROM devices d WHERE d.import_id IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM history h WHERE h.device_id = d.id)"
             " ORDER BY serial LIMIT 100"
         ).fetchall()
         return [row[0] for row in rows]
@@ -319,7 +339,14 @@ class Store:
 
     def device(self, serial: str) -> Device | None:
         """The device with this serial: case-insensitive, surrounding spaces ignored."""
-        row = self.conn.execute(_DEVICE_SELECT + " WHERE serial = ?", (serial.strip(),)).fetchone()
+        serial = serial.strip()
+        row = self.conn.execute(_DEVICE_SELECT + " WHERE serial = ?", (serial,)).fetchone()
+        if row is None and not serial.isascii():
+            # NOCASE folds ASCII only; a serial with other letters is looked for once more,
+            # folded (a scan, but only for such a serial that was not found as written).
+            row = self.conn.execute(
+                _DEVICE_SELECT + " WHERE casefold(serial) = ? ORDER BY id", (serial.casefold(),)
+            ).fetchone()
         return _device(row) if row else None
 
     def device_by_id(self, device_id: int) -> Device:
@@ -335,6 +362,22 @@ class Store:
             for row in self.conn.execute(_DEVICE_SELECT + f" WHERE serial IN ({marks})", chunk):
                 device = _device(row)
                 found[device.serial.upper()] = device
+        # NOCASE folds ASCII only: serials with other letters not found as written are looked
+        # for once more, folded (one scan, and only when there are such serials).
+        missing = {
+            serial.strip().casefold()
+            for serial in serials
+            if not serial.isascii() and serial.strip().upper() not in found
+        }
+        if missing:
+            rows = self.conn.execute(
+                _DEVICE_SELECT + " WHERE casefold(serial) IN (SELECT value FROM json_each(?))"
+                " ORDER BY id DESC",
+                (json.dumps(sorted(missing), ensure_ascii=False),),
+            )
+            for row in rows:
+                device = _device(row)
+                found[device.serial.upper()] = device
         return found
 
     def devices(self, where: DeviceFilter = DeviceFilter()) -> list[Device]:
@@ -346,11 +389,9 @@ class Store:
         elif not where.include_removed:
             clauses.append("status != 'removed'")
         if where.user_email:
-            clauses.append("user_email = ?")
-            params.append(where.user_email.strip())
+            _add_equals(clauses, params, "user_email", where.user_email)
         if where.distributor:
-            clauses.append("distributor LIKE ? ESCAPE '\\'")
-            params.append("%" + _like_escape(where.distributor.strip()) + "%")
+            _add_contains(clauses, params, "distributor", where.distributor)
         sql = _DEVICE_SELECT
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -413,9 +454,15 @@ class Store:
         )
 
     def history(self, device_id: int) -> list[HistoryEntry]:
+        # A device an import created has its creation entry in that import's record (see
+        # migrations): "import", from nothing to active, at the run's time, by its actor. It
+        # comes first: it is what made the device.
         rows = self.conn.execute(
-            "SELECT at, actor, action, from_status, to_status, details FROM history"
-            " WHERE device_id = ? ORDER BY id",
+            "SELECT 0 AS seq, i.at, i.actor, 'import' AS action, NULL AS from_status,"
+            " 'active' AS to_status, NULL AS details FROM devices AS d"
+            " JOIN imports AS i ON i.id = d.import_id WHERE d.id = ?1"
+            " UNION ALL SELECT id, at, actor, action, from_status, to_status, details"
+            " FROM history WHERE device_id = ?1 ORDER BY seq",
             (device_id,),
         )
         return [
@@ -441,6 +488,34 @@ class Store:
             "SELECT at, actor, text FROM notes WHERE device_id = ? ORDER BY id", (device_id,)
         )
         return [Note(at=row["at"], actor=row["actor"], text=row["text"]) for row in rows]
+
+    def latest_notes(self, device_ids: Sequence[int]) -> dict[int, str]:
+        """The text of the latest note of each of these devices that has a note."""
+        found: dict[int, str] = {}
+        for start in range(0, len(device_ids), 500):
+            chunk = list(device_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT device_id, text FROM notes WHERE id IN"
+                f" (SELECT max(id) FROM notes WHERE device_id IN ({marks}) GROUP BY device_id)",
+                chunk,
+            )
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
+    def add_note_many(
+        self, devices: Sequence[tuple[int, str]], *, at: str, actor: str, text: str
+    ) -> None:
+        """The same note on many devices, given as (device_id, status), each with its history
+        entry (action ``note``, the status kept)."""
+        self.conn.executemany(
+            "INSERT INTO notes (device_id, at, actor, text) VALUES (?, ?, ?, ?)",
+            [(device_id, at, actor, text) for device_id, _ in devices],
+        )
+        details = json.dumps({"note": text}, ensure_ascii=False)
+        self.record_history_many(
+            (device_id, at, actor, "note", status, status, details) for device_id, status in devices
+        )
 
     # ---- notices -------------------------------------------------------------------------
 
@@ -599,6 +674,10 @@ class Store:
         return [Notice(*row) for row in self.conn.execute(sql + " ORDER BY n.id", params)]
 
     # ---- import: chunked lookups and writes for `velory import` --------------------------
+    #
+    # The importer hands over a chunk of a few thousand rows at a time, and each method below
+    # answers for the whole chunk with one statement (one ``executemany`` or one query over a
+    # JSON array of the chunk's serials): never a query per row.
 
     @contextmanager
     def import_transaction(self, *, write: bool) -> Iterator[None]:
@@ -628,113 +707,124 @@ class Store:
     def import_has_devices(self) -> bool:
         return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM devices)").fetchone()[0])
 
-    def import_next_device_id(self) -> int:
-        """The id the next new device gets; an import holds the write lock, so it numbers its
-        new devices itself and writes their history in the same ``executemany``."""
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM devices").fetchone()[0])
-
     def import_begin(self) -> None:
-        """Two temporary tables: every serial the file has shown so far (upper-cased, with its
-        first row), so a repeated serial is found without holding the file in memory; and the
-        chunk of new devices on its way in (see ``import_insert``)."""
+        """Two temporary tables, so a serial the file repeats is found without holding the
+        file in memory: the stored devices the file has named so far (by id, with the first
+        row naming each), and, when new devices are not being written (a dry run, or a file
+        already known to be invalid), the new serials it has named (upper-cased, with their
+        first row). New devices written by this import are found in the store itself."""
         self.import_end()
         self.conn.execute(
-            "CREATE TEMP TABLE import_serials (key TEXT PRIMARY KEY, row INTEGER NOT NULL)"
-            " WITHOUT ROWID"
+            "CREATE TEMP TABLE import_seen (id INTEGER PRIMARY KEY, row INTEGER NOT NULL)"
         )
         self.conn.execute(
-            "CREATE TEMP TABLE import_rows (seq INTEGER PRIMARY KEY, serial TEXT, model TEXT,"
-            " category TEXT, user_email TEXT, user_name TEXT, distributor TEXT,"
-            " purchase_date TEXT, renewal_date TEXT, import_notes TEXT)"
+            "CREATE TEMP TABLE import_keys (key TEXT PRIMARY KEY, row INTEGER NOT NULL)"
+            " WITHOUT ROWID"
         )
 
     def import_end(self) -> None:
-        self.conn.execute("DROP TABLE IF EXISTS temp.import_serials")
-        self.conn.execute("DROP TABLE IF EXISTS temp.import_rows")
+        self.conn.execute("DROP TABLE IF EXISTS temp.import_seen")
+        self.conn.execute("DROP TABLE IF EXISTS temp.import_keys")
 
-    def import_claim_serials(self, firsts: Sequence[tuple[str, int]]) -> dict[str, int]:
-        """Of these (key, row) pairs, the keys an earlier claim already had, with that row;
-        the others are claimed for their row. Claims come in the file's order, so an earlier
-        claim's rows are all before this one's."""
-        if not firsts:
-            return {}
-        before = self.conn.total_changes
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO temp.import_serials (key, row) VALUES (?, ?)", firsts
+    def import_record(self, *, at: str, actor: str, file: str | None) -> int:
+        """The record of this import run, which the devices it creates point to: their
+        creation entry in the history."""
+        cursor = self.conn.execute(
+            "INSERT INTO imports (at, actor, file) VALUES (?, ?, ?)", (at, actor, file)
         )
-        if self.conn.total_changes - before == len(firsts):
-            return {}  # every key new: the usual case, answered without a query
-        rows = self.conn.execute(
-            "SELECT key, row FROM temp.import_serials"
-            " WHERE key IN (SELECT value FROM json_each(?)) AND row < ?",
-            (
-                json.dumps([key for key, _ in firsts], ensure_ascii=False),
-                min(row for _, row in firsts),
-            ),
-        )
-        return {row[0]: row[1] for row in rows}
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
-    def import_existing(self, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-        """The stored devices among these serial keys, keyed by upper-cased serial, as
-        (id, status, model, category, user_email, user_name, distributor, purchase_date,
-        renewal_date, import_notes), "" where a value is NULL: one query for a whole chunk."""
+    def import_lookup(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The stored devices among these upper-cased serials, one query for the chunk: each
+        as (position in ``keys``, id, status, import_id, import_row, model, category,
+        user_email, user_name, distributor, purchase_date, renewal_date, import_notes), ""
+        where a value is NULL."""
         if not keys:
-            return {}
+            return []
         # Plain tuples, not sqlite3.Row: a re-import reads a million of these.
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        rows = cursor.execute(
-            "SELECT upper(serial), id, status, coalesce(model, ''), coalesce(category, ''),"
-            " coalesce(user_email, ''), coalesce(user_name, ''), coalesce(distributor, ''),"
-            " coalesce(purchase_date, ''), coalesce(renewal_date, ''),"
-            " coalesce(import_notes, '') FROM devices"
-            " WHERE serial IN (SELECT value FROM json_each(?))",
+        return cursor.execute(
+            "SELECT j.key, d.id, d.status, d.import_id, d.import_row, coalesce(d.model, ''),"
+            " coalesce(d.category, ''), coalesce(d.user_email, ''), coalesce(d.user_name, ''),"
+            " coalesce(d.distributor, ''), coalesce(d.purchase_date, ''),"
+            " coalesce(d.renewal_date, ''), coalesce(d.import_notes, '')"
+            " FROM json_each(?) AS j JOIN devices AS d ON d.serial = j.value",
             (json.dumps(list(keys), ensure_ascii=False),),
+        ).fetchall()
+
+    def import_claim_devices(self, claims: Sequence[tuple[int, int]], first: int) -> dict[int, int]:
+        """Claim stored devices, as (id, row), for the rows of this chunk (which start at row
+        ``first``); the ids an earlier chunk claimed already, with that chunk's row."""
+        return self._claim("import_seen", "id", claims, first)
+
+    def import_claim_keys(self, claims: Sequence[tuple[str, int]], first: int) -> dict[str, int]:
+        """Claim new serials, as (upper-cased serial, row), as ``import_claim_devices`` does."""
+        return self._claim("import_keys", "key", claims, first)
+
+    def _claim(
+        self, table: str, column: str, claims: Sequence[tuple[Any, int]], first: int
+    ) -> dict[Any, int]:
+        if not claims:
+            return {}
+        before = self.conn.total_changes
+        self.conn.executemany(
+            f"INSERT OR IGNORE INTO temp.{table} ({column}, row) VALUES (?, ?)", claims
         )
-        return {row[0]: row[1:] for row in rows}
+        if self.conn.total_changes - before == len(claims):
+            return {}  # every one new: the usual case, answered without a query
+        rows = self.conn.execute(
+            f"SELECT {column}, row FROM temp.{table}"
+            f" WHERE {column} IN (SELECT value FROM json_each(?)) AND row < ?",
+            (json.dumps([value for value, _ in claims], ensure_ascii=False), first),
+        )
+        return {row[0]: row[1] for row in rows}
 
     def import_insert(
         self,
         rows: Iterable[Sequence[Any]],
         *,
-        first_id: int,
+        import_id: int,
         source: str,
         status: str,
         at: str,
-        actor: str,
-        action: str,
-    ) -> None:
-        """New devices from a chunk of an import, as (serial, model, category, user_email,
-        user_name, distributor, purchase_date, renewal_date, import_notes), "" for a value
-        the file does not give (stored as NULL); numbered from ``first_id`` in order, each
-        with its history entry (``action``, to ``status``).
+        empty: Sequence[bool] = (True,) * 8,
+    ) -> int:
+        """New devices from a chunk of an import, as (row, serial, model, category,
+        user_email, user_name, distributor, purchase_date, renewal_date, import_notes), ""
+        for a value the file does not give (stored as NULL; ``empty`` says, for the fields
+        after the serial, which may be ""), created by import ``import_id`` at ``at``. A
+        serial the store already holds is left out; returns how many were inserted.
 
-        The rows go through a temporary table without constraints, and from there into
-        devices with one statement: SQLite then checks the table's constraints in one run
-        of its program instead of once a row."""
-        conn = self.conn
-        conn.executemany(
-            "INSERT INTO temp.import_rows (serial, model, category, user_email, user_name,"
-            " distributor, purchase_date, renewal_date, import_notes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        Straight into the table with one ``executemany``: the values every row shares are
+        written into the statement (as SQLite quotes them), and the table's constraints are
+        plain comparisons (see migrations), so SQLite does little more a row than it must."""
+        shared = ", ".join(
+            self.conn.execute(
+                "SELECT quote(?1), quote(?2), quote(?3), quote(?3), quote(?4)",
+                (source, status, at, import_id),
+            ).fetchone()
+        )
+        fields = ", ".join("nullif(?, '')" if may_be else "?" for may_be in empty)
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO devices (import_row, serial, model, category, user_email,"
+            " user_name, distributor, purchase_date, renewal_date, import_notes, source,"
+            f" status, created_at, updated_at, import_id) VALUES (?, ?, {fields}, {shared})",
             rows,
         )
-        # The temporary table is empty before each chunk, so its seq counts from 1.
-        conn.execute(
-            "INSERT INTO devices (id, source, status, serial, model, category, user_email,"
-            " user_name, distributor, purchase_date, renewal_date, import_notes, created_at,"
-            " updated_at) SELECT ? - 1 + seq, ?, ?, serial, nullif(model, ''),"
-            " nullif(category, ''), nullif(user_email, ''), nullif(user_name, ''),"
-            " nullif(distributor, ''), nullif(purchase_date, ''), nullif(renewal_date, ''),"
-            " nullif(import_notes, ''), ?, ? FROM temp.import_rows ORDER BY seq",
-            (first_id, source, status, at, at),
+        return int(self.conn.total_changes - before)
+
+    def import_rows_of(self, keys: Sequence[str], import_id: int, first: int) -> dict[int, int]:
+        """Of these upper-cased serials, the ones an earlier chunk of import ``import_id``
+        (before row ``first``) created a device for: position in ``keys`` -> that row."""
+        rows = self.conn.execute(
+            "SELECT j.key, d.import_row FROM json_each(?) AS j JOIN devices AS d"
+            " ON d.serial = j.value WHERE d.import_id = ? AND d.import_row < ?",
+            (json.dumps(list(keys), ensure_ascii=False), import_id, first),
         )
-        conn.execute(
-            "INSERT INTO history (device_id, at, actor, action, from_status, to_status)"
-            " SELECT ? - 1 + seq, ?, ?, ?, NULL, ? FROM temp.import_rows ORDER BY seq",
-            (first_id, at, actor, action, status),
-        )
-        conn.execute("DELETE FROM temp.import_rows")
+        return {row[0]: row[1] for row in rows}
 
     def import_update(
         self, updates: Sequence[tuple[Any, ...]], history: Sequence[tuple[Any, ...]]
@@ -752,29 +842,47 @@ class Store:
         )
         self.record_history_many(history)
 
-    def import_defer_indexes(self) -> list[str]:
+    def import_defer_indexes(self, *, serials: bool = False) -> list[tuple[str, str]]:
         """For a bulk load into an empty store: drop the secondary indexes of devices and
-        history and return their CREATE statements, so ``import_restore_indexes`` builds them
-        once, sorted, instead of row by row. Inside the import's transaction, a rollback
-        brings them back as they were."""
+        history (and with ``serials`` the serials' unique index too) and return them as
+        (name, CREATE statement), so ``import_restore_indexes`` builds each once, sorted,
+        instead of row by row. Inside the import's transaction, a rollback brings them back as
+        they were."""
         rows = self.conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-            " AND tbl_name IN ('devices', 'history') AND sql IS NOT NULL ORDER BY name"
+            " AND tbl_name IN ('devices', 'history') AND sql IS NOT NULL"
+            " ORDER BY name != ?, name",
+            (SERIALS_INDEX,),
         ).fetchall()
-        for name, _ in rows:
+        dropped = [(name, sql) for name, sql in rows if serials or name != SERIALS_INDEX]
+        for name, _ in dropped:
             self.conn.execute('DROP INDEX "' + name.replace('"', '""') + '"')
-        return [sql for _, sql in rows]
+        return dropped
 
-    def import_restore_indexes(self, statements: Sequence[str]) -> None:
+    def import_restore_indexes(self, indexes: Sequence[tuple[str, str]]) -> bool:
+        """Build the indexes ``import_defer_indexes`` dropped (the serials' first). False when
+        the serials' unique index cannot be built, for two devices share a serial: then
+        nothing is built."""
         # SQLite sorts an index build in memory up to the page cache's size: a small cache
-        # here keeps that memory the same however many rows were imported.
-        cache_size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size = {IMPORT_SORT_CACHE_SIZE}")
+        # here keeps that memory the same however many rows were imported. It sorts with
+        # helper threads when allowed to: one per core, up to four.
+        conn = self.conn
+        cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
+        threads = conn.execute("PRAGMA threads").fetchone()[0]
+        conn.execute(f"PRAGMA cache_size = {IMPORT_SORT_CACHE_SIZE}")
+        conn.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 4)}")
         try:
-            for sql in statements:
-                self.conn.execute(sql)
+            for name, sql in sorted(indexes, key=lambda index: index[0] != SERIALS_INDEX):
+                try:
+                    conn.execute(sql)
+                except sqlite3.IntegrityError:
+                    if name == SERIALS_INDEX:
+                        return False
+                    raise
         finally:
-            self.conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
+            conn.execute(f"PRAGMA threads = {int(threads)}")
+        return True
 
     # ---- flow: status changes, replacements, renewals, todo, stats ----------------------
 
@@ -819,11 +927,17 @@ class Store:
     def renewals_due(self, until: str, where: DeviceFilter) -> list[tuple[Device, str | None]]:
         """Devices not removed renewing on or before ``until``, soonest first, each with the
         state of its renewal notice for its current renewal date (None when there is none)."""
+        width = len(DEVICE_COLUMNS)
+        return [(Device(*row[:width]), row[width]) for row in self.renewals_rows(until, where)]
+
+    def renewals_rows(self, until: str, where: DeviceFilter) -> list[tuple[Any, ...]]:
+        """``renewals_due`` as plain rows: the values of ``DEVICE_COLUMNS``, then the notice's
+        state. Rows, not ``Device`` objects: a fleet's renewals run to tens of thousands, and
+        ``velory renewals --json`` turns them into JSON at once."""
         sql, params = _renewals_sql(until, where)
-        return [
-            (Device(*row[: len(DEVICE_COLUMNS)]), row["notice_status"])
-            for row in self.conn.execute(sql, params)
-        ]
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
 
     def renewals_query_plan(self, until: str, where: DeviceFilter) -> list[str]:
         """How SQLite runs the renewals query: one line a step of EXPLAIN QUERY PLAN."""
@@ -853,7 +967,7 @@ class Store:
         """Devices not removed renewing in [first_day, after_last_day), keyed by "YYYY-MM"."""
         rows = self.conn.execute(
             "SELECT substr(renewal_date, 1, 7) AS month, count(*) FROM devices"
-            " WHERE status != 'removed' AND renewal_date >= ? AND renewal_date < ?"
+            f" WHERE status IN {_NOT_REMOVED} AND renewal_date >= ? AND renewal_date < ?"
             " GROUP BY month",
             (first_day, after_last_day),
         )
@@ -873,21 +987,19 @@ class StatusChange:
 
 
 def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
-    # renewal_date <= ? is a range on the devices_renewal index (or, with a status, on
-    # devices_status_renewal), which also gives the order: no scan of the whole fleet.
+    # The statuses named, not "!= 'removed'": each is a range of devices_status_renewal
+    # (status, renewal_date <= ?), so SQLite reads only the devices due, never the fleet.
     clauses = ["d.renewal_date <= ?"]
     params: list[Any] = [until]
     if where.status:
         clauses.append("d.status = ?")
         params.append(where.status)
     else:
-        clauses.append("d.status != 'removed'")
+        clauses.append(f"d.status IN {_NOT_REMOVED}")
     if where.user_email:
-        clauses.append("d.user_email = ?")
-        params.append(where.user_email.strip())
+        _add_equals(clauses, params, "d.user_email", where.user_email)
     if where.distributor:
-        clauses.append("d.distributor LIKE ? ESCAPE '\\'")
-        params.append("%" + _like_escape(where.distributor.strip()) + "%")
+        _add_contains(clauses, params, "d.distributor", where.distributor)
     sql = (
         "SELECT "
         + ", ".join("d." + column for column in DEVICE_COLUMNS)
@@ -897,6 +1009,34 @@ def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
         " WHERE " + " AND ".join(clauses) + " ORDER BY d.renewal_date, d.serial"
     )
     return sql, params
+
+
+def _casefold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _add_equals(clauses: list[str], params: list[Any], column: str, value: str) -> None:
+    """``column`` equals ``value``, any case: the column's NOCASE (and its index) for ASCII,
+    Unicode case folding for other text ("Åsa" is "åsa"), which NOCASE does not fold."""
+    value = value.strip()
+    if value.isascii():
+        clauses.append(f"{column} = ?")
+        params.append(value)
+    else:
+        clauses.append(f"casefold({column}) = ?")
+        params.append(value.casefold())
+
+
+def _add_contains(clauses: list[str], params: list[Any], column: str, value: str) -> None:
+    """``column`` contains ``value``, any case: LIKE for ASCII, Unicode case folding for other
+    text ("ELKJØP" in "Elkjøp"), which LIKE does not fold."""
+    value = value.strip()
+    if value.isascii():
+        clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+        params.append("%" + _like_escape(value) + "%")
+    else:
+        clauses.append(f"instr(casefold({column}), ?) > 0")
+        params.append(value.casefold())
 
 
 def _device(row: sqlite3.Row) -> Device:
@@ -919,12 +1059,30 @@ def _check_is_velory_file(path: Path) -> None:
 
 
 def _create_private_file(path: Path) -> None:
-    """Create the store file readable by its owner only, and its folder if need be (0700)."""
+    """Create the store file readable by its owner only, and its folders if need be (0700)."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _create_private_folders(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
     except FileExistsError:
         return  # another velory created it a moment ago; it checks the same way we would
     except OSError as exc:
         raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
+
+
+def _create_private_folders(folder: Path) -> None:
+    """Create ``folder`` and each missing folder above it as 0700 (whatever the umask), leaving
+    the folders that exist as they are. ``mkdir(parents=True)`` would give the ones above the
+    last the umask's mode (0755, readable by everyone)."""
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, 0o700)
+        except FileExistsError:
+            continue  # created a moment ago by another velory: not ours to change
+        os.chmod(created, 0o700)

@@ -28,7 +28,7 @@ def backup(
     from velory_cli import render
     from velory_cli.maintenance import backup_store
 
-    with state(ctx).store() as store:
+    with state(ctx).store(create=False) as store:
         written = backup_store(store, target, force=force)
     if json_out:
         render.emit_json({"backup": str(written), "bytes": written.stat().st_size})
@@ -42,7 +42,7 @@ def check(ctx: typer.Context, json_out: JsonOption = False) -> None:
     from velory_cli import render
     from velory_cli.maintenance import check_store
 
-    with state(ctx).store() as store:
+    with state(ctx).store(create=False) as store:
         report = check_store(store, now=datetime.now(UTC))
     if json_out:
         render.emit_json(report.to_dict())

@@ -34,11 +34,15 @@ class AppState:
         return self._settings
 
     @contextmanager
-    def store(self) -> Iterator[Store]:
+    def store(self, *, create: bool = True) -> Iterator[Store]:
+        """The store, created on first use; ``create=False`` for commands that look after an
+        existing store, where a mistyped path must not become a new, empty, healthy store."""
         from velory_cli.store import Store
 
         settings = self.settings
-        with Store.open(settings.db_path, busy_timeout=settings.busy_timeout) as store:
+        with Store.open(
+            settings.db_path, busy_timeout=settings.busy_timeout, create=create
+        ) as store:
             yield store
 
 

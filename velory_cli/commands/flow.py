@@ -45,13 +45,15 @@ DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Change nothing; say what would happen.")
 ]
 
-# What each action did, as the result table and the summary say it.
+# What each action did, as the result table and the summary say it: one for every action of
+# lifecycle.TRANSITIONS (a test holds this).
 DONE = {
     "start": "started",
     "order": "ordered",
     "deliver": "delivered",
     "confirm-return": "confirmed",
     "release": "released",
+    "reinstate": "reinstated",
     "note": "noted",
 }
 
@@ -301,7 +303,9 @@ def _result_rows(report: ActionReport) -> Iterable[dict[str, Any]]:
             outcome = f"would be {done}" if report.dry_run else done
         row = result.to_dict()
         row["result"] = outcome
-        row["status_label"] = status_label(result.status) if result.status else "unknown"
+        row["status_label"] = (
+            status_label(result.status, result.outcome) if result.status else "unknown"
+        )
         yield row
 
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -84,9 +84,10 @@ def import_devices(
         term_months=term_months,
         encoding=importer.check_encoding(encoding),
     )
+    stdin = _stdin() if file == "-" else None
     st = state(ctx)
     with (
-        importer.open_source(file, sys.stdin.buffer) as source,
+        importer.open_source(file, stdin) as source,
         _rejects_file(rejects, force) as rejects_writer,
         st.store() as store,
         _progress(source.size, source.name) as progress,
@@ -105,6 +106,16 @@ def import_devices(
     _show(report, mode, rejects)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _stdin() -> BinaryIO:
+    """Standard input, for ``-`` only: cron runs velory with stdin closed (``<&-``), and an
+    import of a named file must not need it."""
+    from velory_cli.errors import InputUnreadable
+
+    if sys.stdin is None:
+        raise InputUnreadable("cannot read the devices from stdin: it is closed")
+    return sys.stdin.buffer
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -198,21 +197,22 @@ def export(
 
     with state(ctx).store() as store:
         if output is None:
-            _write_export(export_devices(store), json_out, sys.stdout)
+            _write_export(export_devices(store), json_out, None)
             return
         with atomic_output(output, force=force) as handle:
-            count = _write_export(export_devices(store), json_out, handle)
+            # A file is opened in a spreadsheet: CSV starts with a BOM, so Excel reads UTF-8.
+            count = _write_export(export_devices(store), json_out, handle, bom=True)
     render.info(f"Exported {count} devices to {output}.")
 
 
-def _write_export(devices: Iterable[Device], as_json: bool, out: Any) -> int:
+def _write_export(devices: Iterable[Device], as_json: bool, out: Any, *, bom: bool = False) -> int:
     from velory_cli import render
 
     rows = [device.to_dict() for device in devices]
     if as_json:
         render.emit_json(rows, out)
     else:
-        render.emit_csv(rows, DEVICE_KEYS, out)
+        render.emit_csv(rows, DEVICE_KEYS, out, bom=bom)
     return len(rows)
 
 
