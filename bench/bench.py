@@ -561,7 +561,7 @@ def main() -> None:
     mid = 10_000 if args.quick else 100_000
     cases: dict[str, Callable[[Path], list[Outcome]]] = {
         "startup": lambda w: startup_cases(args.repeat, w),
-        # The targets are the issue's: the import of 1M rows, the unchanged re-import of 1M.
+        # Targets apply at the sizes that matter: 1M rows imported, 1M re-imported unchanged.
         # Smaller imports show how much of the time is the fixed start (Python, Typer, a new
         # store and its schema); the edited re-import, what writing the changes costs.
         "import": lambda w: (
