@@ -9,8 +9,8 @@ from velory_cli.store import Store
 STAMP = "2026-01-01T00:00:00Z"
 
 
-def add_device(store: Store, serial: str, **fields: Any) -> int:
-    """An imported, active device with a user; ``fields`` override any column."""
+def device_values(serial: str, **fields: Any) -> dict[str, Any]:
+    """The columns of an imported, active device with a user; ``fields`` override any."""
     values: dict[str, Any] = {
         "serial": serial,
         "model": "ThinkPad T14",
@@ -26,6 +26,12 @@ def add_device(store: Store, serial: str, **fields: Any) -> int:
         "updated_at": STAMP,
     }
     values.update(fields)
+    return values
+
+
+def add_device(store: Store, serial: str, **fields: Any) -> int:
+    """An imported, active device with a user; ``fields`` override any column."""
+    values = device_values(serial, **fields)
     with store.transaction():
         device_id = store.insert_device(values)
         store.record_history(

@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import velory_command
+from tests.factory import STAMP
 from velory_cli.store import Store
-
-STAMP = "2026-01-01T00:00:00Z"
-
 
 # ---- running velory --------------------------------------------------------------------------
 
@@ -162,26 +160,6 @@ def assert_no_traceback(result: Finished) -> None:
 
 
 # ---- stores ----------------------------------------------------------------------------------
-
-
-def device_values(serial: str, **fields: Any) -> dict[str, Any]:
-    """An imported, active device with a user, as tests/factory.py makes one."""
-    values: dict[str, Any] = {
-        "serial": serial,
-        "model": "ThinkPad T14",
-        "category": "Laptop",
-        "user_email": f"{serial.lower()}@example.com",
-        "user_name": f"User {serial}",
-        "distributor": "Atea",
-        "source": "imported",
-        "purchase_date": "2023-12-01",
-        "renewal_date": "2026-12-01",
-        "status": "active",
-        "created_at": STAMP,
-        "updated_at": STAMP,
-    }
-    values.update(fields)
-    return values
 
 
 def seed(db: Path, devices: Iterable[Mapping[str, Any]]) -> None:

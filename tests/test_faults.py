@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.factory import device_values
 from tests.faultkit import (
     Finished,
     assert_no_traceback,
     assert_store_sound,
     copy_store,
-    device_values,
     fingerprint,
     kill_after,
     kill_when,

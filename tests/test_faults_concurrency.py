@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.factory import device_values
 from tests.faultkit import (
     Finished,
     assert_no_traceback,
     assert_store_sound,
-    device_values,
     fingerprint,
     finish,
     run,

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import velory_command
+from tests.factory import device_values
 from tests.faultkit import (
     assert_clean_failure,
     assert_no_traceback,
     assert_store_sound,
-    device_values,
     file_size_limit,
     fingerprint,
     run,

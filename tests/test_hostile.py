@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Run, velory_command
+from tests.factory import device_values
 from tests.faultkit import (
-    device_values,
     fingerprint,
     seed,
     velory_env,
