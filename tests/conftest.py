@@ -18,7 +18,10 @@ from velory_cli.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data"
-REALDATA = REPO.parent / "shared" / "realdata" / "snipe-it"
+# Real exports of other systems (Snipe-IT, MDMs), kept beside the repository rather than in it;
+# VELORY_REALDATA points elsewhere.
+REALDATA = Path(os.environ.get("VELORY_REALDATA", REPO.parent / "shared" / "realdata"))
+SNIPE_IT = REALDATA / "snipe-it"
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REALDATA, Invoke, json_out
+from tests.conftest import SNIPE_IT, Invoke, json_out
 from velory_cli.store import Store
 
 pytestmark = pytest.mark.skipif(
-    not REALDATA.is_dir(), reason=f"the real exports are not here ({REALDATA})"
+    not SNIPE_IT.is_dir(), reason=f"the real exports are not here ({SNIPE_IT})"
 )
 
 # The spreadsheet rows of assets-sample-BAD.csv and -BLANKS.csv whose Serial cell is empty.
@@ -73,7 +73,7 @@ def device_count(home: Path) -> int:
 
 
 def test_assets_sample_has_no_serial_column(invoke: Invoke, home: Path) -> None:
-    result = invoke(["import", str(REALDATA / "assets-sample.csv"), "--json"])
+    result = invoke(["import", str(SNIPE_IT / "assets-sample.csv"), "--json"])
     assert result.exit_code == 65
     summary = json_out(result)
     assert summary["encoding"] == "utf-8"
@@ -90,7 +90,7 @@ def test_assets_sample_has_no_serial_column(invoke: Invoke, home: Path) -> None:
 def test_by_default_nothing_is_written_and_every_problem_is_listed(
     invoke: Invoke, home: Path, name: str
 ) -> None:
-    result = invoke(["import", str(REALDATA / name), "--json"])
+    result = invoke(["import", str(SNIPE_IT / name), "--json"])
     assert result.exit_code == 65
     summary = json_out(result)
     assert summary["encoding"] == "windows-1252"
@@ -118,7 +118,7 @@ def test_by_default_nothing_is_written_and_every_problem_is_listed(
 def test_month_first_and_skip_invalid_import_the_valid_rows_with_their_dates(
     invoke: Invoke, home: Path, name: str
 ) -> None:
-    result = invoke(["import", str(REALDATA / name), "--monthfirst", "--skip-invalid", "--json"])
+    result = invoke(["import", str(SNIPE_IT / name), "--monthfirst", "--skip-invalid", "--json"])
     assert result.exit_code == 0, result.output
     summary = json_out(result)
     assert (summary["inserted"], summary["rejected"]) == (183, 17)
@@ -131,20 +131,20 @@ def test_month_first_and_skip_invalid_import_the_valid_rows_with_their_dates(
     notes = stored(home, "27aa8378-b0f4-4289-84a4-405da95c6147")["import_notes"]
     assert notes.startswith("Curabitur in libero ut massa volutpat convallis.")
     # Imported again, the same file changes nothing.
-    again = invoke(["import", str(REALDATA / name), "--monthfirst", "--skip-invalid", "--json"])
+    again = invoke(["import", str(SNIPE_IT / name), "--monthfirst", "--skip-invalid", "--json"])
     assert json_out(again)["unchanged"] == 183
     assert json_out(again)["updated"] == 0
 
 
 def test_the_headers_velory_ignores_are_named_once(invoke: Invoke) -> None:
-    bad = invoke(["import", str(REALDATA / "assets-sample-BAD.csv"), "--monthfirst", "--json"])
+    bad = invoke(["import", str(SNIPE_IT / "assets-sample-BAD.csv"), "--monthfirst", "--json"])
     warnings = json_out(bad)["warnings"]
     assert any("12 bytes Windows-1252 does not define read as Latin-1" in w for w in warnings)
     ignored = next(w for w in warnings if w.startswith("columns velory does not import"))
     assert "Username (Full Name is used)" in ignored
     assert "Category (the first Category is used)" in ignored
     assert ignored.count("Company") == 1
-    blanks = invoke(["import", str(REALDATA / "assets-sample-BLANKS.csv"), "--monthfirst"])
+    blanks = invoke(["import", str(SNIPE_IT / "assets-sample-BLANKS.csv"), "--monthfirst"])
     assert "Username (Full Name is used)" in blanks.stderr
     assert ", ," not in blanks.stderr  # empty headers are no columns to name
 
@@ -153,7 +153,7 @@ def test_day_first_is_refused_where_the_file_is_plainly_month_first(invoke: Invo
     result = invoke(
         [
             "import",
-            str(REALDATA / "assets-sample-BAD.csv"),
+            str(SNIPE_IT / "assets-sample-BAD.csv"),
             "--dayfirst",
             "--skip-invalid",
             "--json",
