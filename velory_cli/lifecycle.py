@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from velory_cli.errors import ConfigError, UsageError
-from velory_cli.models import SOURCE_STORE, Device
+from velory_cli.models import SOURCE_STORE, Device, NoticeKind
 from velory_cli.store import StatusChange, Store
 
 ACTIVE = "active"
@@ -481,7 +481,6 @@ def order_replacement(
 
 # A store device's distributor: Velory itself delivered it.
 STORE_DISTRIBUTOR = "Velory"
-PERSONAL_DATA_NOTICE = "personal_data"
 
 
 def deliver_replacement(
@@ -566,7 +565,7 @@ def deliver_replacement(
         if device.user_email:
             store.queue_notice(
                 device.id,
-                kind=PERSONAL_DATA_NOTICE,
+                kind=NoticeKind.PERSONAL_DATA,
                 renewal_date=device.renewal_date or today.isoformat(),
                 recipient=device.user_email,
                 at=now,

@@ -142,3 +142,21 @@ class Notice:
 
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in NOTICE_KEYS}
+
+
+# The kinds of notice and the states of the ledger, as the store holds them. A class of names
+# rather than an Enum: the values stay plain strings wherever they are compared, stored or shown.
+class NoticeKind:
+    RENEWAL = "renewal"
+    PERSONAL_DATA = "personal_data"
+    # A reminder before the renewal date is this prefix and its number of days: "reminder_7".
+    REMINDER_PREFIX = "reminder_"
+
+
+class NoticeState:
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ALL = (PENDING, SENDING, SENT, FAILED, CANCELLED)

@@ -36,7 +36,7 @@ from velory_cli.errors import (
     UsageError,
     worst,
 )
-from velory_cli.models import Device, Notice
+from velory_cli.models import Device, Notice, NoticeKind, NoticeState
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -45,16 +45,6 @@ if TYPE_CHECKING:
     from velory_cli.mailer import Outgoing, Transport
     from velory_cli.store import Store
 
-RENEWAL = "renewal"
-PERSONAL_DATA = "personal_data"
-REMINDER_PREFIX = "reminder_"
-
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-FAILED = "failed"
-CANCELLED = "cancelled"
-STATUSES = (PENDING, SENDING, SENT, FAILED, CANCELLED)
 # Not a ledger state: a device that was due but has no email to send to.
 SKIPPED = "skipped"
 
@@ -69,29 +59,30 @@ RECORD_WAIT = 120.0
 
 
 def reminder_kind(days: int) -> str:
-    return f"{REMINDER_PREFIX}{days}"
+    return f"{NoticeKind.REMINDER_PREFIX}{days}"
 
 
 def is_reminder(kind: str) -> bool:
-    return kind.startswith(REMINDER_PREFIX) and kind[len(REMINDER_PREFIX) :].isdigit()
+    prefix = NoticeKind.REMINDER_PREFIX
+    return kind.startswith(prefix) and kind[len(prefix) :].isdigit()
 
 
 def is_renewal_kind(kind: str) -> bool:
     """The renewal notice and its reminders: what ``renewal_notices = false`` turns off."""
-    return kind == RENEWAL or is_reminder(kind)
+    return kind == NoticeKind.RENEWAL or is_reminder(kind)
 
 
 def check_kind(kind: str) -> str:
     kind = kind.strip().lower()
-    if kind in (RENEWAL, PERSONAL_DATA) or is_reminder(kind):
+    if kind in (NoticeKind.RENEWAL, NoticeKind.PERSONAL_DATA) or is_reminder(kind):
         return kind
     raise UsageError(f"unknown kind {kind!r}; use renewal, personal_data or reminder_DAYS")
 
 
 def check_status(status: str) -> str:
     status = status.strip().lower()
-    if status not in STATUSES:
-        raise UsageError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    if status not in NoticeState.ALL:
+        raise UsageError(f"unknown status {status!r}; use one of {', '.join(NoticeState.ALL)}")
     return status
 
 
@@ -247,11 +238,11 @@ class SendReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "sent": self.count(SENT),
-            "failed": self.count(FAILED),
-            "pending": self.count(PENDING),
+            "sent": self.count(NoticeState.SENT),
+            "failed": self.count(NoticeState.FAILED),
+            "pending": self.count(NoticeState.PENDING),
             "skipped": self.count(SKIPPED),
-            "cancelled": self.count(CANCELLED),
+            "cancelled": self.count(NoticeState.CANCELLED),
             "dry_run": self.dry_run,
             "mails": self.mails,
             "notices": [outcome.to_dict() for outcome in self.outcomes],
@@ -309,8 +300,8 @@ def _reminder_due(
     if not reached:
         return None
     days = min(reached)
-    notice_state = states.get((device.id, RENEWAL, device.renewal_date))
-    if not notice_state or notice_state[1] != SENT or not notice_state[2]:
+    notice_state = states.get((device.id, NoticeKind.RENEWAL, device.renewal_date))
+    if not notice_state or notice_state[1] != NoticeState.SENT or not notice_state[2]:
         return None
     sent_on = str(notice_state[2])[:10]
     if sent_on >= (renewal - timedelta(days=days)).isoformat():
@@ -333,13 +324,13 @@ def _plan(
     states = store.notice_states([device.id for device in candidates])
     for device in candidates:
         assert device.renewal_date is not None
-        renewal_key = (device.id, RENEWAL, device.renewal_date)
+        renewal_key = (device.id, NoticeKind.RENEWAL, device.renewal_date)
         if not (device.user_email or "").strip():
             if renewal_key not in states:
                 plan.skipped.append(
                     NoticeOutcome(
                         device.serial,
-                        RENEWAL,
+                        NoticeKind.RENEWAL,
                         None,
                         SKIPPED,
                         "the device has no user email",
@@ -347,7 +338,7 @@ def _plan(
                     )
                 )
             continue
-        wanted = [RENEWAL]
+        wanted = [NoticeKind.RENEWAL]
         reminder = _reminder_due(device, rules, states)
         if reminder:
             wanted.append(reminder)
@@ -355,16 +346,16 @@ def _plan(
             state = states.get((device.id, kind, device.renewal_date))
             if state is None:
                 plan.new.append((device, kind))
-            elif state[1] == CANCELLED:
+            elif state[1] == NoticeState.CANCELLED:
                 # Cancelled when the device changed, and due again now that it changed back.
                 plan.revived.append((device, kind))
                 plan.readdress.append((state[0], (device.user_email or "").strip()))
 
-    for notice, device in store.notices_with_devices((PENDING, SENDING)):
+    for notice, device in store.notices_with_devices((NoticeState.PENDING, NoticeState.SENDING)):
         renewal_kind = is_renewal_kind(notice.kind)
-        if not renewal_kind and notice.kind != PERSONAL_DATA:
+        if not renewal_kind and notice.kind != NoticeKind.PERSONAL_DATA:
             continue  # a kind this velory does not know
-        if notice.status == SENDING and _claim_held(notice, now, claim_is_live):
+        if notice.status == NoticeState.SENDING and _claim_held(notice, now, claim_is_live):
             continue  # another run is sending it right now
         if renewal_kind:
             reason = _cancel_reason(notice, device)
@@ -373,7 +364,7 @@ def _plan(
                 continue
             if not rules.renewal_notices:
                 continue  # turned off: left as it is, not sent
-        if notice.status == SENDING:
+        if notice.status == NoticeState.SENDING:
             plan.abandoned.append((notice, device))
             continue
         recipient = (device.user_email or "").strip() if renewal_kind else None
@@ -515,7 +506,11 @@ def _groups(plan: _Plan) -> list[_Group]:
         by_message[message_key].items.append((notice, device))
     by_recipient: dict[tuple[str, str], _Group] = {}
     for notice, device in plan.sendable:
-        family = PERSONAL_DATA if notice.kind == PERSONAL_DATA else RENEWAL
+        family = (
+            NoticeKind.PERSONAL_DATA
+            if notice.kind == NoticeKind.PERSONAL_DATA
+            else NoticeKind.RENEWAL
+        )
         key = ((notice.recipient or "").strip().lower(), family)
         if key not in by_recipient:
             by_recipient[key] = _Group([])
@@ -557,7 +552,9 @@ def send_notices(
         first = _plan(store, rules, now=now, claim_is_live=claim_is_live)
         _apply(store, first, at=now_text)
         plan = _plan(store, rules, now=now, claim_is_live=claim_is_live)
-    report.outcomes.extend(_outcome(notice, CANCELLED, reason) for notice, reason in first.cancel)
+    report.outcomes.extend(
+        _outcome(notice, NoticeState.CANCELLED, reason) for notice, reason in first.cancel
+    )
     report.outcomes.extend(plan.skipped)
     report.warnings.extend(_skip_warnings(plan.skipped))
     groups = _groups(plan)
@@ -576,7 +573,8 @@ def send_notices(
         for group in groups:
             if stopped is not None:
                 report.outcomes.extend(
-                    _outcome(notice, PENDING, f"not sent: {stopped}") for notice, _ in group.items
+                    _outcome(notice, NoticeState.PENDING, f"not sent: {stopped}")
+                    for notice, _ in group.items
                 )
                 continue
             stopped = _send_group(
@@ -591,16 +589,18 @@ def send_notices(
 def _dry_run(plan: _Plan) -> SendReport:
     """What a run would do: nothing is written, nothing is sent."""
     report = SendReport(dry_run=True)
-    report.outcomes.extend(_outcome(notice, CANCELLED, reason) for notice, reason in plan.cancel)
+    report.outcomes.extend(
+        _outcome(notice, NoticeState.CANCELLED, reason) for notice, reason in plan.cancel
+    )
     report.outcomes.extend(plan.skipped)
-    report.outcomes.extend(_outcome(notice, PENDING) for notice, _ in plan.abandoned)
-    report.outcomes.extend(_outcome(notice, PENDING) for notice, _ in plan.sendable)
+    report.outcomes.extend(_outcome(notice, NoticeState.PENDING) for notice, _ in plan.abandoned)
+    report.outcomes.extend(_outcome(notice, NoticeState.PENDING) for notice, _ in plan.sendable)
     report.outcomes.extend(
         NoticeOutcome(
             device.serial,
             kind,
             (device.user_email or "").strip(),
-            PENDING,
+            NoticeState.PENDING,
             None,
             device.renewal_date,
         )
@@ -656,7 +656,8 @@ def _send_group(
         codes.append(ExitCode.TEMPORARY)
         report.errors.append(exc.message)
         report.outcomes.extend(
-            _outcome(notice, PENDING, f"not sent: {exc.message}") for notice, _ in group.items
+            _outcome(notice, NoticeState.PENDING, f"not sent: {exc.message}")
+            for notice, _ in group.items
         )
         return exc.message
     items = [(notice, device) for notice, device in group.items if notice.id in taken]
@@ -676,7 +677,7 @@ def _send_group(
             with store.transaction(wait=RECORD_WAIT):
                 store.finish_notices(taken_ids, owner=owner, status=status, at=clock(), error=error)
         except TemporaryFailure:
-            if status != SENT:
+            if status != NoticeState.SENT:
                 raise
             raise TemporaryFailure(
                 f"{_describe(lead)} was accepted by the mail server, but the store stayed busy "
@@ -691,19 +692,19 @@ def _send_group(
             items, message_id=message_id, now=_parse_time(clock()), today=today, related=related
         )
     except InvalidRecipient as exc:
-        finish(FAILED, exc.message)
+        finish(NoticeState.FAILED, exc.message)
         codes.append(ExitCode.REFUSED)
         report.errors.extend(f"{_describe(notice)} failed: {exc.message}" for notice, _ in items)
         return None
     try:
         transport.send(mail)
     except PermanentDelivery as exc:
-        finish(FAILED, exc.message)
+        finish(NoticeState.FAILED, exc.message)
         codes.append(ExitCode.REFUSED)
         report.errors.extend(f"{_describe(notice)} failed: {exc.message}" for notice, _ in items)
         return None
     except TemporaryDelivery as exc:
-        finish(PENDING, exc.message)
+        finish(NoticeState.PENDING, exc.message)
         codes.append(ExitCode.TEMPORARY)
         if exc.connection:
             report.errors.append(exc.message)
@@ -713,11 +714,11 @@ def _send_group(
         )
         return None
     except (ConfigError, OutputUnwritable) as exc:
-        finish(PENDING, exc.message)
+        finish(NoticeState.PENDING, exc.message)
         codes.append(exc.exit_code)
         report.errors.append(exc.message)
         return exc.message
-    finish(SENT)
+    finish(NoticeState.SENT)
     report.mails += 1
     return None
 
@@ -727,7 +728,7 @@ def _related_devices(store: Store, items: Sequence[tuple[Notice, Device]]) -> di
     serials = [
         serial
         for notice, device in items
-        if notice.kind == PERSONAL_DATA
+        if notice.kind == NoticeKind.PERSONAL_DATA
         for serial in (device.replacement_serial, device.replaces_serial)
         if serial
     ]
@@ -737,7 +738,7 @@ def _related_devices(store: Store, items: Sequence[tuple[Notice, Device]]) -> di
 def _skip_warnings(skipped: Iterable[NoticeOutcome]) -> list[str]:
     warnings = []
     for outcome in skipped:
-        if outcome.kind == PERSONAL_DATA:
+        if outcome.kind == NoticeKind.PERSONAL_DATA:
             warnings.append(
                 f"{outcome.serial}: the personal-data reminder has no recipient; not sent"
             )
@@ -991,10 +992,10 @@ class MailComposer:
         from velory_cli.mailer import Outgoing
 
         kinds = {notice.kind for notice, _ in items}
-        if PERSONAL_DATA in kinds:
-            mail = PERSONAL_DATA
-        elif RENEWAL in kinds:
-            mail = RENEWAL
+        if NoticeKind.PERSONAL_DATA in kinds:
+            mail = NoticeKind.PERSONAL_DATA
+        elif NoticeKind.RENEWAL in kinds:
+            mail = NoticeKind.RENEWAL
         else:
             mail = "reminder"
         rows, overdue = self._item_values(mail, items, today, related)
@@ -1054,7 +1055,7 @@ class MailComposer:
         rows: list[dict[str, str]] = []
         overdue = False
         for notice, device in items:
-            if mail == PERSONAL_DATA:
+            if mail == NoticeKind.PERSONAL_DATA:
                 old, new = _old_and_new(device, related)
                 rows.append(
                     {
@@ -1088,7 +1089,7 @@ class MailComposer:
 
     def _mail_values(self, mail: str, name: str, count: int, overdue: bool) -> dict[str, str]:
         p = self.phrases
-        if mail == PERSONAL_DATA:
+        if mail == NoticeKind.PERSONAL_DATA:
             headline = p["headline_personal_data"]
         else:
             headline = p[

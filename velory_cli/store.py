@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from velory_cli.errors import StoreUnusable, TemporaryFailure, VeloryError
-from velory_cli.models import Device, HistoryEntry, Note, Notice
+from velory_cli.models import NOTICE_KEYS, Device, HistoryEntry, Note, Notice
 
 # PRAGMA application_id of every velory store: "VELY". A SQLite file without it that already
 # holds tables belongs to something else and is never touched.
@@ -34,16 +34,8 @@ PAGE_SIZE = 8192
 SERIALS_INDEX = "devices_serial"
 
 DEVICE_COLUMNS = tuple(f.name for f in fields(Device))
-NOTICE_COLUMNS = (
-    "kind",
-    "recipient",
-    "renewal_date",
-    "status",
-    "attempts",
-    "sent_at",
-    "error",
-    "message_id",
-)
+# A notice's serial is its device's: every other key is a column of notices.
+NOTICE_COLUMNS = tuple(key for key in NOTICE_KEYS if key != "serial")
 _DEVICE_SELECT = "SELECT " + ", ".join(DEVICE_COLUMNS) + " FROM devices"
 NOTICE_FIELDS = tuple(f.name for f in fields(Notice))
 _NOTICE_SELECT = (
