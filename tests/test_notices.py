@@ -17,15 +17,12 @@ import pytest
 from tests.factory import add_device
 from velory_cli.errors import ConfigError, ExitCode, UsageError
 from velory_cli.mailer import Outgoing, PermanentDelivery, TemporaryDelivery
+from velory_cli.mails import MailComposer, MailStyle, check_language, check_portal_url
 from velory_cli.models import Notice
 from velory_cli.notices import (
-    MailComposer,
-    MailStyle,
     NoticeRules,
     SendReport,
     check_kind,
-    check_language,
-    check_portal_url,
     check_status,
     list_notices,
     message_id_for,

@@ -19,7 +19,8 @@ import pytest
 from tests.factory import add_device
 from velory_cli import inventory, notices, renewals
 from velory_cli.importer import ImportOptions, import_file, open_source
-from velory_cli.notices import MailStyle, NoticeRules
+from velory_cli.mails import MailStyle
+from velory_cli.notices import NoticeRules
 from velory_cli.store import DeviceFilter, Store
 
 AS_OF = date(2026, 11, 1)

@@ -67,7 +67,8 @@ def send(
     """Mail every notice that is due: the cron job, once a day."""
     from velory_cli import render
     from velory_cli.mailer import resolve_delivery
-    from velory_cli.notices import claim_owner, mail_style, notice_rules, send_notices
+    from velory_cli.mails import mail_style
+    from velory_cli.notices import claim_owner, notice_rules, send_notices
 
     st = state(ctx)
     settings = st.settings
