@@ -199,6 +199,11 @@ class SendReport:
 # ---- which notices are due ---------------------------------------------------------------
 
 
+# Why a due notice is skipped, as the report says it.
+_NO_EMAIL = "the device has no user email"
+_NO_RECIPIENT = "the notice has no recipient"
+
+
 @dataclass
 class _Plan:
     new: list[tuple[Device, str]] = field(default_factory=list)
@@ -208,6 +213,18 @@ class _Plan:
     skipped: list[NoticeOutcome] = field(default_factory=list)
     sendable: list[tuple[Notice, Device]] = field(default_factory=list)
     abandoned: list[tuple[Notice, Device]] = field(default_factory=list)
+
+    def skip(
+        self,
+        device: Device,
+        kind: str,
+        renewal_date: str | None,
+        reason: str,
+        recipient: str | None = None,
+    ) -> None:
+        self.skipped.append(
+            NoticeOutcome(device.serial, kind, recipient, SKIPPED, reason, renewal_date)
+        )
 
 
 def _cancel_reason(notice: Notice, device: Device) -> str | None:
@@ -263,93 +280,103 @@ def _plan(
     now: datetime,
     claim_is_live: Callable[[str | None], bool],
 ) -> _Plan:
+    """What this run does with the ledger, as the store and the devices are now."""
     plan = _Plan()
-    horizon = rules.as_of + timedelta(days=rules.lead_days)
-    candidates: list[Device] = []
     if rules.renewal_notices:
-        candidates = [d for d in store.renewal_candidates(horizon.isoformat()) if not d.dustin]
+        _plan_due(plan, store, rules)
+    _plan_queued(plan, store, rules, now=now, claim_is_live=claim_is_live)
+    if rules.renewal_notices:
+        _plan_readdressed_failures(plan, store)
+    return plan
+
+
+def _plan_due(plan: _Plan, store: Store, rules: NoticeRules) -> None:
+    """Renewal notices and reminders that became due, and cancelled ones due again."""
+    horizon = rules.as_of + timedelta(days=rules.lead_days)
+    candidates = [d for d in store.renewal_candidates(horizon.isoformat()) if not d.dustin]
     states = store.notice_states([device.id for device in candidates])
     for device in candidates:
-        assert device.renewal_date is not None
-        renewal_key = (device.id, NoticeKind.RENEWAL, device.renewal_date)
-        if not (device.user_email or "").strip():
-            if renewal_key not in states:
-                plan.skipped.append(
-                    NoticeOutcome(
-                        device.serial,
-                        NoticeKind.RENEWAL,
-                        None,
-                        SKIPPED,
-                        "the device has no user email",
-                        device.renewal_date,
-                    )
-                )
-            continue
-        wanted = [NoticeKind.RENEWAL]
-        reminder = _reminder_due(device, rules, states)
-        if reminder:
-            wanted.append(reminder)
-        for kind in wanted:
-            state = states.get((device.id, kind, device.renewal_date))
-            if state is None:
-                plan.new.append((device, kind))
-            elif state[1] == NoticeState.CANCELLED:
-                # Cancelled when the device changed, and due again now that it changed back.
-                plan.revived.append((device, kind))
-                plan.readdress.append((state[0], (device.user_email or "").strip()))
+        _plan_device(plan, device, rules, states)
 
+
+def _plan_device(
+    plan: _Plan,
+    device: Device,
+    rules: NoticeRules,
+    states: Mapping[tuple[int, str, str], tuple[int, str, str | None]],
+) -> None:
+    assert device.renewal_date is not None
+    email = (device.user_email or "").strip()
+    if not email:
+        if (device.id, NoticeKind.RENEWAL, device.renewal_date) not in states:
+            plan.skip(device, NoticeKind.RENEWAL, device.renewal_date, _NO_EMAIL)
+        return
+    reminder = _reminder_due(device, rules, states)
+    for kind in (NoticeKind.RENEWAL, reminder) if reminder else (NoticeKind.RENEWAL,):
+        state = states.get((device.id, kind, device.renewal_date))
+        if state is None:
+            plan.new.append((device, kind))
+        elif state[1] == NoticeState.CANCELLED:
+            # Cancelled when the device changed, and due again now that it changed back.
+            plan.revived.append((device, kind))
+            plan.readdress.append((state[0], email))
+
+
+def _plan_queued(
+    plan: _Plan,
+    store: Store,
+    rules: NoticeRules,
+    *,
+    now: datetime,
+    claim_is_live: Callable[[str | None], bool],
+) -> None:
+    """Pending notices, and those a stopped run left sending: cancelled, kept, or sent."""
     for notice, device in store.notices_with_devices((NoticeState.PENDING, NoticeState.SENDING)):
+        if _left_alone(notice, now, claim_is_live):
+            continue
         renewal_kind = is_renewal_kind(notice.kind)
-        if not renewal_kind and notice.kind != NoticeKind.PERSONAL_DATA:
-            continue  # a kind this velory does not know
-        if notice.status == NoticeState.SENDING and _claim_held(notice, now, claim_is_live):
-            continue  # another run is sending it right now
-        if renewal_kind:
-            reason = _cancel_reason(notice, device)
-            if reason:
-                plan.cancel.append((notice, reason))
-                continue
-            if not rules.renewal_notices:
-                continue  # turned off: left as it is, not sent
-        if notice.status == NoticeState.SENDING:
+        reason = _cancel_reason(notice, device) if renewal_kind else None
+        if reason:
+            plan.cancel.append((notice, reason))
+        elif renewal_kind and not rules.renewal_notices:
+            continue  # turned off: left as it is, not sent
+        elif notice.status == NoticeState.SENDING:
             plan.abandoned.append((notice, device))
-            continue
-        recipient = (device.user_email or "").strip() if renewal_kind else None
-        if renewal_kind and not recipient:
-            plan.skipped.append(
-                NoticeOutcome(
-                    device.serial,
-                    notice.kind,
-                    notice.recipient,
-                    SKIPPED,
-                    "the device has no user email",
-                    notice.renewal_date,
-                )
-            )
-            continue
-        if recipient and recipient.lower() != (notice.recipient or "").strip().lower():
+        else:
+            _plan_recipient(plan, notice, device)
+
+
+def _left_alone(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
+    """A notice of a kind this velory does not know, or one another run is sending right now."""
+    if not is_renewal_kind(notice.kind) and notice.kind != NoticeKind.PERSONAL_DATA:
+        return True
+    return notice.status == NoticeState.SENDING and _claim_held(notice, now, claim_is_live)
+
+
+def _plan_recipient(plan: _Plan, notice: Notice, device: Device) -> None:
+    """A renewal notice goes to the device's email as it is now; a personal-data reminder to
+    the address it was queued for."""
+    if is_renewal_kind(notice.kind):
+        recipient = (device.user_email or "").strip()
+        if not recipient:
+            plan.skip(device, notice.kind, notice.renewal_date, _NO_EMAIL, notice.recipient)
+            return
+        if recipient.lower() != (notice.recipient or "").strip().lower():
             plan.readdress.append((notice.id, recipient))
             notice = replace(notice, recipient=recipient)
-        if not (notice.recipient or "").strip():
-            plan.skipped.append(
-                NoticeOutcome(
-                    device.serial,
-                    notice.kind,
-                    None,
-                    SKIPPED,
-                    "the notice has no recipient",
-                    notice.renewal_date,
-                )
-            )
-            continue
-        plan.sendable.append((notice, device))
+    if not (notice.recipient or "").strip():
+        plan.skip(device, notice.kind, notice.renewal_date, _NO_RECIPIENT)
+        return
+    plan.sendable.append((notice, device))
 
-    if rules.renewal_notices:
-        for notice, device in store.failed_notices_readdressed():
-            if _cancel_reason(notice, device) is None and device.user_email:
-                plan.readdress.append((notice.id, device.user_email.strip()))
-                plan.sendable.append((replace(notice, recipient=device.user_email.strip()), device))
-    return plan
+
+def _plan_readdressed_failures(plan: _Plan, store: Store) -> None:
+    """Failed renewal notices sent again, to the new email their device was given since."""
+    for notice, device in store.failed_notices_readdressed():
+        if _cancel_reason(notice, device) is None and device.user_email:
+            recipient = device.user_email.strip()
+            plan.readdress.append((notice.id, recipient))
+            plan.sendable.append((replace(notice, recipient=recipient), device))
 
 
 def _claim_held(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
