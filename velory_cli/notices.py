@@ -41,7 +41,7 @@ from velory_cli.mails import InvalidRecipient, MailComposer, MailStyle
 from velory_cli.models import Device, Notice, NoticeKind, NoticeState
 
 if TYPE_CHECKING:
-    from velory_cli.mailer import Transport
+    from velory_cli.mailer import Outgoing, Transport
     from velory_cli.store import Store
 
 # Not a ledger state: a device that was due but has no email to send to.
@@ -532,31 +532,11 @@ def send_notices(
     report.outcomes.extend(plan.skipped)
     report.warnings.extend(_skip_warnings(plan.skipped))
     groups = _groups(plan)
-    if not groups:
-        return report
-
-    codes: list[int] = []
-    stopped: str | None = None
-    try:
-        transport.open()
-    except Exception as exc:
-        stopped, code = _stop_reason(exc)
-        codes.append(code)
-        report.errors.append(stopped)
-    try:
-        for group in groups:
-            if stopped is not None:
-                report.outcomes.extend(
-                    _outcome(notice, NoticeState.PENDING, f"not sent: {stopped}")
-                    for notice, _ in group.items
-                )
-                continue
-            stopped = _send_group(
-                store, group, composer, transport, report, codes, clock, owner, rules.as_of
-            )
-    finally:
-        transport.close()
-    report.exit_code = worst(*codes)
+    if groups:
+        run = _Run(
+            store, composer, transport, clock=clock, owner=owner, today=rules.as_of, report=report
+        )
+        run.send(groups)
     return report
 
 
@@ -595,106 +575,168 @@ def _stop_reason(exc: BaseException) -> tuple[str, int]:
     raise exc
 
 
-def _send_group(
-    store: Store,
-    group: _Group,
-    composer: MailComposer,
-    transport: Transport,
-    report: SendReport,
-    codes: list[int],
-    clock: Callable[[], str],
-    owner: str,
-    today: date,
-) -> str | None:
-    """Claim, send and record one mail; the reason to stop the run, if there is one."""
-    from velory_cli.mailer import PermanentDelivery, TemporaryDelivery
+@dataclass(frozen=True)
+class _Claimed:
+    """The notices of one mail that this run claimed, and the mail's Message-ID."""
 
-    lead = group.lead
-    ids = [notice.id for notice, _ in group.items]
-    try:
-        if group.abandoned:
-            message_id = lead.message_id or message_id_for(lead, composer.sender_address)
-            with store.transaction():
-                taken = store.reclaim_notices(
-                    [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items],
-                    owner=owner,
-                    at=clock(),
-                )
-        else:
-            message_id = message_id_for(lead, composer.sender_address)
-            with store.transaction():
-                taken = store.claim_notices(ids, owner=owner, at=clock(), message_id=message_id)
-    except TemporaryFailure as exc:
-        # The store stayed busy past the timeout: like an unreachable server, the run stops
-        # and this and the remaining notices stay pending for the next run.
-        codes.append(ExitCode.TEMPORARY)
-        report.errors.append(exc.message)
-        report.outcomes.extend(
-            _outcome(notice, NoticeState.PENDING, f"not sent: {exc.message}")
+    group: _Group
+    message_id: str
+    items: list[tuple[Notice, Device]]
+
+
+@dataclass
+class _Run:
+    """One run's sending: what it sends with, and what became of its notices so far."""
+
+    store: Store
+    composer: MailComposer
+    transport: Transport
+    clock: Callable[[], str]
+    owner: str
+    today: date
+    report: SendReport
+    codes: list[int] = field(default_factory=list)
+    # Why the run stopped sending: every notice after that stays pending for the next run.
+    stopped: str | None = None
+
+    def send(self, groups: Iterable[_Group]) -> None:
+        """Send one mail per group, in order, until a failure no later mail can escape."""
+        try:
+            self.transport.open()
+        except Exception as exc:
+            self._stop(*_stop_reason(exc))
+        try:
+            for group in groups:
+                if self.stopped is None:
+                    self._send_group(group)
+                else:
+                    self._leave_pending(group)
+        finally:
+            self.transport.close()
+        self.report.exit_code = worst(*self.codes)
+
+    def _stop(self, reason: str, code: int) -> None:
+        self.stopped = reason
+        self.codes.append(code)
+        self.report.errors.append(reason)
+
+    def _leave_pending(self, group: _Group) -> None:
+        self.report.outcomes.extend(
+            _outcome(notice, NoticeState.PENDING, f"not sent: {self.stopped}")
             for notice, _ in group.items
         )
-        return exc.message
-    items = [(notice, device) for notice, device in group.items if notice.id in taken]
-    if not items:
-        return None  # another run claimed them first and sends them
-    taken_ids = [notice.id for notice, _ in items]
-    if group.abandoned:
-        for notice, _ in items:
-            report.warnings.append(
-                f"{_describe(notice)} was being sent by a run that stopped "
-                f"({notice.claimed_by}, {notice.claimed_at}); sending it again with the same "
-                f"Message-ID {message_id}: the recipient may get it twice"
-            )
 
-    def finish(status: str, error: str | None = None) -> None:
+    def _send_group(self, group: _Group) -> None:
+        """Claim, send and record one mail."""
         try:
-            with store.transaction(wait=RECORD_WAIT):
-                store.finish_notices(taken_ids, owner=owner, status=status, at=clock(), error=error)
+            claimed = self._claim(group)
+        except TemporaryFailure as exc:
+            # The store stayed busy past the timeout: like an unreachable server, the run stops
+            # and this and the remaining notices stay pending for the next run.
+            self._stop(exc.message, ExitCode.TEMPORARY)
+            self._leave_pending(group)
+            return
+        if not claimed.items:
+            return  # another run claimed them first and sends them
+        if group.abandoned:
+            self._warn_sent_again(claimed)
+        self._deliver(claimed)
+
+    def _claim(self, group: _Group) -> _Claimed:
+        """Take the group's notices for this run; a stopped run's claims keep their Message-ID."""
+        lead = group.lead
+        if group.abandoned:
+            message_id = lead.message_id or message_id_for(lead, self.composer.sender_address)
+            claims = [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items]
+            with self.store.transaction():
+                taken = self.store.reclaim_notices(claims, owner=self.owner, at=self.clock())
+        else:
+            message_id = message_id_for(lead, self.composer.sender_address)
+            ids = [notice.id for notice, _ in group.items]
+            with self.store.transaction():
+                taken = self.store.claim_notices(
+                    ids, owner=self.owner, at=self.clock(), message_id=message_id
+                )
+        items = [(notice, device) for notice, device in group.items if notice.id in taken]
+        return _Claimed(group, message_id, items)
+
+    def _warn_sent_again(self, claimed: _Claimed) -> None:
+        self.report.warnings.extend(
+            f"{_describe(notice)} was being sent by a run that stopped "
+            f"({notice.claimed_by}, {notice.claimed_at}); sending it again with the same "
+            f"Message-ID {claimed.message_id}: the recipient may get it twice"
+            for notice, _ in claimed.items
+        )
+
+    def _deliver(self, claimed: _Claimed) -> None:
+        from velory_cli.mailer import PermanentDelivery, TemporaryDelivery
+
+        try:
+            mail = self._compose(claimed)
+        except InvalidRecipient as exc:
+            self._fail(claimed, exc.message)
+            return
+        try:
+            self.transport.send(mail)
+        except PermanentDelivery as exc:
+            self._fail(claimed, exc.message)
+        except TemporaryDelivery as exc:
+            self._record(claimed, NoticeState.PENDING, exc.message)
+            self._defer(claimed, exc.message, stop=exc.connection)
+        except (ConfigError, OutputUnwritable) as exc:
+            self._record(claimed, NoticeState.PENDING, exc.message)
+            self._stop(exc.message, exc.exit_code)
+        else:
+            self._record(claimed, NoticeState.SENT)
+            self.report.mails += 1
+
+    def _compose(self, claimed: _Claimed) -> Outgoing:
+        return self.composer.compose(
+            claimed.items,
+            message_id=claimed.message_id,
+            now=_parse_time(self.clock()),
+            today=self.today,
+            related=_related_devices(self.store, claimed.items),
+        )
+
+    def _fail(self, claimed: _Claimed, error: str) -> None:
+        self._record(claimed, NoticeState.FAILED, error)
+        self.codes.append(ExitCode.REFUSED)
+        self.report.errors.extend(
+            f"{_describe(notice)} failed: {error}" for notice, _ in claimed.items
+        )
+
+    def _defer(self, claimed: _Claimed, error: str, *, stop: bool) -> None:
+        """A mail not delivered this time stays pending; when the connection to the server is
+        what failed, no later mail can get through either, so the run stops."""
+        if stop:
+            self._stop(error, ExitCode.TEMPORARY)
+            return
+        self.codes.append(ExitCode.TEMPORARY)
+        self.report.warnings.extend(
+            f"{_describe(notice)} stays pending: {error}" for notice, _ in claimed.items
+        )
+
+    def _record(self, claimed: _Claimed, status: str, error: str | None = None) -> None:
+        """How the mail fared, in its own transaction; the store waits longer for this one."""
+        try:
+            with self.store.transaction(wait=RECORD_WAIT):
+                self.store.finish_notices(
+                    [notice.id for notice, _ in claimed.items],
+                    owner=self.owner,
+                    status=status,
+                    at=self.clock(),
+                    error=error,
+                )
         except TemporaryFailure:
             if status != NoticeState.SENT:
                 raise
             raise TemporaryFailure(
-                f"{_describe(lead)} was accepted by the mail server, but the store stayed busy "
-                f"and it could not be recorded; the next run sends it again with the same "
-                f"Message-ID {message_id}"
+                f"{_describe(claimed.group.lead)} was accepted by the mail server, but the store "
+                f"stayed busy and it could not be recorded; the next run sends it again with "
+                f"the same Message-ID {claimed.message_id}"
             ) from None
-        report.outcomes.extend(_outcome(notice, status, error) for notice, _ in items)
-
-    related = _related_devices(store, items)
-    try:
-        mail = composer.compose(
-            items, message_id=message_id, now=_parse_time(clock()), today=today, related=related
-        )
-    except InvalidRecipient as exc:
-        finish(NoticeState.FAILED, exc.message)
-        codes.append(ExitCode.REFUSED)
-        report.errors.extend(f"{_describe(notice)} failed: {exc.message}" for notice, _ in items)
-        return None
-    try:
-        transport.send(mail)
-    except PermanentDelivery as exc:
-        finish(NoticeState.FAILED, exc.message)
-        codes.append(ExitCode.REFUSED)
-        report.errors.extend(f"{_describe(notice)} failed: {exc.message}" for notice, _ in items)
-        return None
-    except TemporaryDelivery as exc:
-        finish(NoticeState.PENDING, exc.message)
-        codes.append(ExitCode.TEMPORARY)
-        if exc.connection:
-            report.errors.append(exc.message)
-            return exc.message
-        report.warnings.extend(
-            f"{_describe(notice)} stays pending: {exc.message}" for notice, _ in items
-        )
-        return None
-    except (ConfigError, OutputUnwritable) as exc:
-        finish(NoticeState.PENDING, exc.message)
-        codes.append(exc.exit_code)
-        report.errors.append(exc.message)
-        return exc.message
-    finish(NoticeState.SENT)
-    report.mails += 1
-    return None
+        self.report.outcomes.extend(_outcome(notice, status, error) for notice, _ in claimed.items)
 
 
 def _related_devices(store: Store, items: Sequence[tuple[Notice, Device]]) -> dict[str, Device]:
