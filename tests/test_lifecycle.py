@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.factory import add_device
-from velory_cli import lifecycle
+from velory_cli import lifecycle, models
 from velory_cli.errors import ConfigError, UsageError
 from velory_cli.lifecycle import (
     TRANSITIONS,
@@ -98,7 +98,7 @@ def test_actions_that_keep_the_status_say_where_they_may_run() -> None:
     assert TRANSITIONS["order"].sources == ("renewal_started",)
     assert TRANSITIONS["order"].target is None
     assert TRANSITIONS["deliver"].sources == ("renewal_started", "return_confirmed")
-    assert TRANSITIONS["note"].sources == lifecycle.STATUSES
+    assert TRANSITIONS["note"].sources == models.DEVICE_STATUSES
 
 
 def test_labels_read_as_velorys_screens() -> None:
@@ -113,7 +113,7 @@ def test_labels_read_as_velorys_screens() -> None:
     [
         (action, status)
         for action, transition in TRANSITIONS.items()
-        for status in lifecycle.STATUSES
+        for status in models.DEVICE_STATUSES
         if status not in transition.sources
     ],
 )

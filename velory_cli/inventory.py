@@ -6,17 +6,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from velory_cli import lifecycle
 from velory_cli.errors import Refused, UsageError
-from velory_cli.models import Device, HistoryEntry, Note
+from velory_cli.models import DEVICE_STATUSES, Device, HistoryEntry, Note
 from velory_cli.store import DeviceFilter, Store
 
 
 def list_devices(store: Store, where: DeviceFilter) -> list[Device]:
     """Company assets: every device not removed, unless the filter asks for removed ones."""
-    if where.status and where.status not in lifecycle.STATUSES:
+    if where.status and where.status not in DEVICE_STATUSES:
         raise UsageError(
-            f"unknown status {where.status!r}; use one of {', '.join(lifecycle.STATUSES)}"
+            f"unknown status {where.status!r}; use one of {', '.join(DEVICE_STATUSES)}"
         )
     return store.devices(where)
 

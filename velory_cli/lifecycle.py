@@ -14,18 +14,22 @@ from datetime import date
 from typing import Any
 
 from velory_cli.errors import ConfigError, UsageError
-from velory_cli.models import SOURCE_STORE, Device, NoticeKind
+
+# The names imported as themselves are passed on: the notices and the importer read those
+# statuses through lifecycle.
+from velory_cli.models import ACTIVE as ACTIVE
+from velory_cli.models import (
+    DEVICE_STATUSES,
+    OUTCOME_BOUGHT_OUT,
+    OUTCOME_RETURNED,
+    RETURN_CONFIRMED,
+    SOURCE_STORE,
+    Device,
+    NoticeKind,
+)
+from velory_cli.models import REMOVED as REMOVED
+from velory_cli.models import RENEWAL_STARTED as RENEWAL_STARTED
 from velory_cli.store import StatusChange, Store
-
-ACTIVE = "active"
-RENEWAL_STARTED = "renewal_started"
-RETURN_CONFIRMED = "return_confirmed"
-REMOVED = "removed"
-
-STATUSES = (ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED, REMOVED)
-
-OUTCOME_RETURNED = "returned"
-OUTCOME_BOUGHT_OUT = "bought_out"
 
 # How Velory's own screens word each status, so admins recognise them in tables.
 STATUS_LABELS = {
@@ -116,7 +120,7 @@ TRANSITIONS: dict[str, Transition] = {
     "reinstate": Transition(
         (REMOVED,), RETURN_CONFIRMED, only_from="only a released device can be reinstated"
     ),
-    "note": Transition(STATUSES, None),
+    "note": Transition(DEVICE_STATUSES, None),
 }
 
 

@@ -5,7 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The device keys of PRODUCT.md's JSON contract, in order. Keys may be added, never removed.
+# Where a device is in its renewal. lifecycle's transitions table says which move is allowed.
+ACTIVE = "active"
+RENEWAL_STARTED = "renewal_started"
+RETURN_CONFIRMED = "return_confirmed"
+REMOVED = "removed"
+
+DEVICE_STATUSES = (ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED, REMOVED)
+
+# How a confirmed return ended: the old device went back, or the user bought it out.
+OUTCOME_RETURNED = "returned"
+OUTCOME_BOUGHT_OUT = "bought_out"
+
+# The keys of a device in every JSON output, in order. Scripts read them by name: keys may be
+# added, never removed or renamed.
 DEVICE_KEYS = (
     "serial",
     "model",

@@ -7,9 +7,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from velory_cli import lifecycle
 from velory_cli.errors import UsageError
-from velory_cli.models import DEVICE_KEYS, Device
+from velory_cli.models import (
+    DEVICE_KEYS,
+    DEVICE_STATUSES,
+    REMOVED,
+    RENEWAL_STARTED,
+    RETURN_CONFIRMED,
+    Device,
+)
 from velory_cli.store import DEVICE_COLUMNS, DeviceFilter, Store
 
 DEFAULT_WITHIN_DAYS = 30
@@ -73,11 +79,11 @@ def renewals_due(
     if within_days < 0:
         raise UsageError(f"--within must be 0 or more days, not {within_days}")
     if where.status is not None:
-        if where.status not in lifecycle.STATUSES:
+        if where.status not in DEVICE_STATUSES:
             raise UsageError(
-                f"unknown status {where.status!r}; use one of {', '.join(lifecycle.STATUSES)}"
+                f"unknown status {where.status!r}; use one of {', '.join(DEVICE_STATUSES)}"
             )
-        if where.status == lifecycle.REMOVED:
+        if where.status == REMOVED:
             raise UsageError("renewals never lists removed devices; see velory devices --status")
     until = as_of + timedelta(days=within_days)
     # Every renewal date of the answer is on or before `until`: the few hundred distinct
@@ -119,9 +125,7 @@ def todo_list(store: Store) -> list[TodoItem]:
     longest first within each action."""
     items = [
         _todo_item(device)
-        for device in store.devices_in_statuses(
-            (lifecycle.RENEWAL_STARTED, lifecycle.RETURN_CONFIRMED)
-        )
+        for device in store.devices_in_statuses((RENEWAL_STARTED, RETURN_CONFIRMED))
     ]
     return sorted(
         items,
@@ -131,7 +135,7 @@ def todo_list(store: Store) -> list[TodoItem]:
 
 def _todo_item(device: Device) -> TodoItem:
     status_since = device.status_changed_at or device.updated_at
-    if device.status == lifecycle.RETURN_CONFIRMED:
+    if device.status == RETURN_CONFIRMED:
         return TodoItem(device, RELEASE, _day(status_since))
     if device.replacement_serial:
         return TodoItem(device, CONFIRM_RETURN, _day(device.delivered_at or status_since))

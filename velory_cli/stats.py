@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from velory_cli import lifecycle
+from velory_cli.models import DEVICE_STATUSES
 from velory_cli.store import Store
 
 MONTHS_AHEAD = 12
@@ -36,7 +36,7 @@ def fleet_stats(store: Store, *, as_of: date, months: int = MONTHS_AHEAD) -> Sta
     ``renewals_by_month``: devices not removed renewing in as-of's month and the months after
     it, ``months`` in all, each month listed even at 0."""
     counted = store.count_by_status()
-    by_status = {status: counted.get(status, 0) for status in lifecycle.STATUSES}
+    by_status = {status: counted.get(status, 0) for status in DEVICE_STATUSES}
     by_status.update({s: n for s, n in counted.items() if s not in by_status})
     by_distributor = _merge_spellings(store.count_by_distributor())
     month_starts = [_add_months(as_of.replace(day=1), n) for n in range(months + 1)]

@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from velory_cli.errors import StoreUnusable, TemporaryFailure, VeloryError
-from velory_cli.models import NOTICE_KEYS, Device, HistoryEntry, Note, Notice
+from velory_cli.models import (
+    ACTIVE,
+    DEVICE_STATUSES,
+    NOTICE_KEYS,
+    REMOVED,
+    SOURCE_IMPORTED,
+    Device,
+    HistoryEntry,
+    Note,
+    Notice,
+)
 
 # PRAGMA application_id of every velory store: "VELY". A SQLite file without it that already
 # holds tables belongs to something else and is never touched.
@@ -48,8 +58,15 @@ _NOTICE_SELECT_WITH_DEVICE = _NOTICE_SELECT.replace(
 )
 
 
+def _sql_text(value: str) -> str:
+    """``value`` as an SQL string literal. For the statuses and sources written into queries:
+    as literals, not parameters, the query planner sees which range of an index they name."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 # The statuses of a device not removed, for queries that read devices_status_renewal by status.
-_NOT_REMOVED = "('active', 'renewal_started', 'return_confirmed')"
+_NOT_REMOVED = "(" + ", ".join(_sql_text(s) for s in DEVICE_STATUSES if s != REMOVED) + ")"
+_IS_NOT_REMOVED = f"status != {_sql_text(REMOVED)}"
 
 
 def _like_escape(text: str) -> str:
@@ -379,7 +396,7 @@ class Store:
             clauses.append("status = ?")
             params.append(where.status)
         elif not where.include_removed:
-            clauses.append("status != 'removed'")
+            clauses.append(_IS_NOT_REMOVED)
         if where.user_email:
             _add_equals(clauses, params, "user_email", where.user_email)
         if where.distributor:
@@ -451,7 +468,7 @@ class Store:
         # comes first: it is what made the device.
         rows = self.conn.execute(
             "SELECT 0 AS seq, i.at, i.actor, 'import' AS action, NULL AS from_status,"
-            " 'active' AS to_status, NULL AS details FROM devices AS d"
+            f" {_sql_text(ACTIVE)} AS to_status, NULL AS details FROM devices AS d"
             " JOIN imports AS i ON i.id = d.import_id WHERE d.id = ?1"
             " UNION ALL SELECT id, at, actor, action, from_status, to_status, details"
             " FROM history WHERE device_id = ?1 ORDER BY seq",
@@ -527,7 +544,8 @@ class Store:
     def renewal_candidates(self, until: str) -> list[Device]:
         """Imported, active devices renewing on or before ``until``, soonest first."""
         rows = self.conn.execute(
-            _DEVICE_SELECT + " WHERE status = 'active' AND source = 'imported'"
+            _DEVICE_SELECT + f" WHERE status = {_sql_text(ACTIVE)}"
+            f" AND source = {_sql_text(SOURCE_IMPORTED)}"
             " AND renewal_date IS NOT NULL AND renewal_date <= ?"
             " ORDER BY renewal_date, serial",
             (until,),
@@ -951,7 +969,7 @@ class Store:
         """Devices not removed per distributor name as spelt (spaces around ignored)."""
         rows = self.conn.execute(
             "SELECT nullif(trim(distributor), '') AS name, count(*) FROM devices"
-            " WHERE status != 'removed' GROUP BY name"
+            f" WHERE {_IS_NOT_REMOVED} GROUP BY name"
         )
         return [(row[0], row[1]) for row in rows]
 

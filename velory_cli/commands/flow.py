@@ -21,6 +21,7 @@ from velory_cli.commands.common import (
     state,
     today_local,
 )
+from velory_cli.models import DEVICE_STATUSES, REMOVED
 
 if TYPE_CHECKING:
     from velory_cli.lifecycle import ActionReport
@@ -322,6 +323,9 @@ def _summary(report: ActionReport) -> str:
 
 # ---- what is due ---------------------------------------------------------------------------
 
+# The statuses renewals may be asked for: it never lists removed devices.
+_NOT_REMOVED = tuple(status for status in DEVICE_STATUSES if status != REMOVED)
+
 
 def renewals(
     ctx: typer.Context,
@@ -339,7 +343,7 @@ def renewals(
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this status: active, renewal_started, return_confirmed."),
+        typer.Option(help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
     ] = None,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from velory_cli.commands.common import CsvOption, JsonOption, output_mode, state
-from velory_cli.models import DEVICE_KEYS, Device, distributor_label
+from velory_cli.models import DEVICE_KEYS, DEVICE_STATUSES, Device, distributor_label
 
 
 def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
@@ -53,7 +53,7 @@ def devices(
     ctx: typer.Context,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this status: active, renewal_started, return_confirmed, removed."),
+        typer.Option(help=f"Only this status: {', '.join(DEVICE_STATUSES)}."),
     ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Only this user's devices (email).")
