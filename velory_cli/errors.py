@@ -1,8 +1,10 @@
 """Errors the domain raises, each with the exit code the CLI turns it into.
 
-The codes follow sysexits.h, as PRODUCT.md's table lists them. The CLI catches
-``VeloryError`` in one place, prints ``message`` on stderr and exits with
-``exit_code``: nothing below the CLI layer prints or exits.
+The codes are BSD's sysexits where one fits (65 bad data, 66 no input, 73 cannot create,
+74 the store unusable, 75 try again later, 78 configuration), 1 for a refusal, 2 for usage.
+Scripts and cron jobs branch on them, so a code never changes its meaning. The CLI catches
+``VeloryError`` in one place, prints ``message`` on stderr and exits with ``exit_code``:
+nothing below the CLI layer prints or exits.
 """
 
 from __future__ import annotations
