@@ -1,4 +1,4 @@
-"""Statuses, the transitions between them, and the actions on devices.
+"""The transitions between the statuses, how screens word them, and the actions on devices.
 
 ``active`` -> ``renewal_started`` -> ``return_confirmed`` -> ``removed``; ``reinstate`` takes a
 device released by mistake back to ``return_confirmed``. Nothing else moves a status.
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from velory_cli.dates import add_months
 from velory_cli.errors import ConfigError, UsageError
 
 # The names imported as themselves are passed on: the notices and the importer read those
@@ -257,6 +258,46 @@ def _refused(device: Device, error: str) -> ActionResult:
     )
 
 
+def _allowed_device(store: Store, action: str, serial: str) -> Device | ActionResult:
+    """The device ``action`` may be done on now, or the result that says why not: no device
+    has the serial, or ``TRANSITIONS`` refuses it."""
+    device = store.device(serial)
+    if device is None:
+        return _unknown(serial)
+    reason = refusal(device, action)
+    return _refused(device, reason) if reason else device
+
+
+def _change_one(
+    store: Store,
+    action: str,
+    serial: str,
+    *,
+    now: str,
+    actor: str,
+    details: dict[str, Any],
+    change: Callable[[Device], None],
+) -> ActionReport:
+    """An action on one device that keeps its status (order, note), in one transaction: the
+    device, if the action is allowed on it, is changed by ``change`` and gets a history entry
+    with ``details``."""
+    with store.transaction():
+        found = _allowed_device(store, action, serial)
+        if isinstance(found, ActionResult):
+            return ActionReport(action, [found])
+        change(found)
+        store.record_history(
+            found.id,
+            at=now,
+            actor=actor,
+            action=action,
+            from_status=found.status,
+            to_status=found.status,
+            details=details,
+        )
+    return ActionReport(action, [_done(found)])
+
+
 # ---- serial lists --------------------------------------------------------------------------
 
 
@@ -461,26 +502,17 @@ def order_replacement(
     model = checked_text(model, "--model", one_line=True)
     if not model:
         raise UsageError("--model is empty; name the model ordered")
-    with store.transaction():
-        device = store.device(serial)
-        if device is None:
-            return ActionReport("order", [_unknown(serial.strip())])
-        reason = refusal(device, "order")
-        if reason:
-            return ActionReport("order", [_refused(device, reason)])
-        store.update_device(
+    return _change_one(
+        store,
+        "order",
+        serial,
+        now=now,
+        actor=actor,
+        details={"model": model},
+        change=lambda device: store.update_device(
             device.id, {"ordered_model": model, "ordered_at": now, "updated_at": now}
-        )
-        store.record_history(
-            device.id,
-            at=now,
-            actor=actor,
-            action="order",
-            from_status=device.status,
-            to_status=device.status,
-            details={"model": model},
-        )
-    return ActionReport("order", [_done(device)])
+        ),
+    )
 
 
 # A store device's distributor: Velory itself delivered it.
@@ -500,8 +532,6 @@ def deliver_replacement(
 ) -> ActionReport:
     """The replacement arrived: a new active store device for the same user, linked both ways
     to the old one, and a personal-data reminder queued for the user."""
-    from dateutil.relativedelta import relativedelta
-
     serial = _one_serial(serial)
     new_serial = checked_text(new_serial, "--new-serial", one_line=True)
     model = checked_text(model or "", "--model", one_line=True) or None
@@ -511,20 +541,21 @@ def deliver_replacement(
         raise ConfigError(f"term_months must be a positive number of months, not {term_months}")
     report = ActionReport("deliver", [])
     with store.transaction():
-        device = store.device(serial)
-        if device is None:
-            report.results.append(_unknown(serial.strip()))
+        found = _allowed_device(store, "deliver", serial)
+        if isinstance(found, ActionResult):
+            report.results.append(found)
             return report
-        reason = refusal(device, "deliver")
+        device = found
         existing = store.device(new_serial)
-        if reason is None and existing is not None:
-            reason = (
-                f"{device.serial} is {device.status}: the new serial {existing.serial} is "
-                f"already in the store ({existing.status}); deliver needs a serial velory "
-                "does not know yet"
+        if existing is not None:
+            report.results.append(
+                _refused(
+                    device,
+                    f"{device.serial} is {device.status}: the new serial {existing.serial} is "
+                    f"already in the store ({existing.status}); deliver needs a serial velory "
+                    "does not know yet",
+                )
             )
-        if reason:
-            report.results.append(_refused(device, reason))
             return report
         new_model = (model or "").strip() or device.ordered_model
         values: dict[str, Any] = {
@@ -536,7 +567,7 @@ def deliver_replacement(
             "distributor": STORE_DISTRIBUTOR,
             "source": SOURCE_STORE,
             "purchase_date": today.isoformat(),
-            "renewal_date": (today + relativedelta(months=term_months)).isoformat(),
+            "renewal_date": add_months(today.isoformat(), term_months),
             "status": ACTIVE,
             "replaces_serial": device.serial,
             "status_changed_at": now,
@@ -620,21 +651,12 @@ def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> A
     text = checked_text(text, "the note")
     if not text:
         raise UsageError("the note is empty")
-    with store.transaction():
-        device = store.device(serial)
-        if device is None:
-            return ActionReport("note", [_unknown(serial.strip())])
-        reason = refusal(device, "note")
-        if reason:
-            return ActionReport("note", [_refused(device, reason)])
-        store.add_note(device.id, at=now, actor=actor, text=text)
-        store.record_history(
-            device.id,
-            at=now,
-            actor=actor,
-            action="note",
-            from_status=device.status,
-            to_status=device.status,
-            details={"note": text},
-        )
-    return ActionReport("note", [_done(device)])
+    return _change_one(
+        store,
+        "note",
+        serial,
+        now=now,
+        actor=actor,
+        details={"note": text},
+        change=lambda device: store.add_note(device.id, at=now, actor=actor, text=text),
+    )
