@@ -14,7 +14,7 @@ from dateutil.relativedelta import relativedelta
 
 from tests.conftest import Invoke, json_out
 from tests.factory import add_device
-from velory_cli.commands import flow
+from velory_cli.commands import due, lifecycle
 from velory_cli.commands.common import today_local
 from velory_cli.renewals import RENEWAL_KEYS, TODO_KEYS
 from velory_cli.store import Store
@@ -237,7 +237,7 @@ def test_confirm_return_from_a_file(invoke: Invoke, db: Path, tmp_path: Path) ->
 def test_every_action_has_its_wording() -> None:
     from velory_cli.lifecycle import TRANSITIONS
 
-    assert set(flow.DONE) == set(TRANSITIONS)
+    assert set(lifecycle.DONE) == set(TRANSITIONS)
 
 
 def test_result_tables_word_the_outcome(invoke: Invoke, db: Path) -> None:
@@ -352,7 +352,7 @@ def test_dry_run_changes_nothing(invoke: Invoke, db: Path) -> None:
 
 @pytest.fixture
 def at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flow, "_interactive", lambda: True)
+    monkeypatch.setattr(lifecycle, "_interactive", lambda: True)
 
 
 def test_release_at_a_terminal_asks_once_and_declined_releases_nothing(
@@ -542,15 +542,15 @@ def test_stats_outputs(invoke: Invoke, db: Path) -> None:
 
 
 ALL_COMMANDS: list[Callable[..., None]] = [
-    flow.start,
-    flow.order,
-    flow.deliver,
-    flow.confirm_return,
-    flow.release,
-    flow.note,
-    flow.renewals,
-    flow.todo,
-    flow.stats,
+    lifecycle.start,
+    lifecycle.order,
+    lifecycle.deliver,
+    lifecycle.confirm_return,
+    lifecycle.release,
+    lifecycle.note,
+    due.renewals,
+    due.todo,
+    due.stats,
 ]
 
 

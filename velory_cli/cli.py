@@ -24,45 +24,45 @@ from velory_cli.errors import VeloryError
 # register(app) adds it) and the first paragraph of its help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "import": (
-        "importing",
+        "importer",
         "Add or update devices from CSV, JSON (an array of objects) or JSON Lines.",
     ),
-    "devices": ("views", "Company assets: every device not removed."),
-    "show": ("views", "One device with its notes, history and notices."),
-    "hardware": ("views", "The user's hardware view: their devices not removed."),
+    "devices": ("inventory", "Company assets: every device not removed."),
+    "show": ("inventory", "One device with its notes, history and notices."),
+    "hardware": ("inventory", "The user's hardware view: their devices not removed."),
     "export": (
-        "views",
+        "inventory",
         "Every device, removed ones too, as CSV (safe to open in a spreadsheet) or JSON.",
     ),
-    "start": ("flow", "The user started the renewal process: status renewal_started."),
+    "start": ("lifecycle", "The user started the renewal process: status renewal_started."),
     "order": (
-        "flow",
+        "lifecycle",
         "The replacement the user requested in the store (one per renewing device).",
     ),
     "deliver": (
-        "flow",
+        "lifecycle",
         "The replacement arrived: it becomes an active store device of the same user.",
     ),
     "confirm-return": (
-        "flow",
+        "lifecycle",
         "The admin confirms the old devices were returned (or bought out).",
     ),
-    "release": ("flow", "Mark devices as released: status removed."),
-    "note": ("flow", "Add a note to a device."),
+    "release": ("lifecycle", "Mark devices as released: status removed."),
+    "note": ("lifecycle", "Add a note to a device."),
     "reinstate": (
-        "flow",
+        "lifecycle",
         "Undo a release made by mistake: back to return_confirmed, the reason in the history.",
     ),
     "renewals": (
-        "flow",
+        "due",
         "Devices renewing within --within days of --as-of, overdue ones too, soonest first.",
     ),
     "todo": (
-        "flow",
+        "due",
         "What waits for an admin: returns to confirm, devices to release, deliveries awaited.",
     ),
     "stats": (
-        "flow",
+        "due",
         "Devices by status and distributor, and renewals per month for the next 12 months.",
     ),
     "demo": (
@@ -73,7 +73,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "notices",
         "Renewal notices and personal-data reminders: send the due ones (cron), list them.",
     ),
-    "db": ("admin", "Look after the store: an online backup and a health check."),
+    "db": ("maintenance", "Look after the store: an online backup and a health check."),
 }
 
 

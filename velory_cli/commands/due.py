@@ -1,0 +1,178 @@
+"""velory renewals, todo, stats: views of what is due, for a given day.
+
+What renews soon, what waits for an admin, and the fleet in numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from velory_cli.commands.common import CsvOption, JsonOption, output_mode, parse_as_of, state
+from velory_cli.models import DEVICE_STATUSES, REMOVED
+
+if TYPE_CHECKING:
+    from velory_cli.render import Column
+
+# The statuses renewals may be asked for: it never lists removed devices.
+_NOT_REMOVED = tuple(status for status in DEVICE_STATUSES if status != REMOVED)
+
+
+def renewals(
+    ctx: typer.Context,
+    within: Annotated[
+        int, typer.Option("--within", min=0, help="Days ahead of --as-of to look.")
+    ] = 30,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="The day to count from (default today).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only this user's devices (email).")
+    ] = None,
+    distributor: Annotated[
+        str | None, typer.Option(help="Only distributors whose name contains this, any case.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
+    ] = None,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """Devices renewing within --within days of --as-of, overdue ones too, soonest first."""
+    from velory_cli import render
+    from velory_cli.renewals import RENEWAL_KEYS, renewals_due
+    from velory_cli.store import DeviceFilter
+
+    mode = output_mode(json_out, csv_out)
+    day = parse_as_of(as_of)
+    where = DeviceFilter(
+        status=status.strip().lower() if status else None,
+        user_email=user,
+        distributor=distributor,
+    )
+    with state(ctx).store() as store:
+        due = renewals_due(store, as_of=day, within_days=within, where=where)
+    if mode == "json":
+        render.emit_json([renewal.to_dict() for renewal in due])
+    elif mode == "csv":
+        render.emit_csv((renewal.to_dict() for renewal in due), RENEWAL_KEYS)
+    else:
+        render.table(
+            _renewal_columns(),
+            _with_labels(renewal.to_dict() for renewal in due),
+            title=f"Renewals up to {within} days after {day.isoformat()}",
+            empty="No renewals due.",
+        )
+
+
+def _renewal_columns() -> list[Column]:
+    from velory_cli.render import Column
+
+    return [
+        Column("Days left", "days_left", justify="right", style=_days_style, no_wrap=True),
+        Column("Renewal", "renewal_date", no_wrap=True),
+        Column("Serial", "serial", no_wrap=True),
+        Column("Model", "model"),
+        Column("User", "user_name"),
+        Column("Email", "user_email"),
+        Column("Distributor", "distributor_label"),
+        Column("Status", "status_label"),
+        Column("Notice", "notice_status"),
+    ]
+
+
+def _days_style(row: Mapping[str, Any]) -> str | None:
+    days = int(row["days_left"])
+    return "red" if days < 0 else "yellow" if days <= 7 else None
+
+
+def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Rows with the status as Velory's screens word it, and Dustin's devices marked."""
+    from velory_cli.lifecycle import status_label
+    from velory_cli.models import distributor_label
+
+    for row in rows:
+        row["status_label"] = status_label(row["status"], row["outcome"])
+        row["distributor_label"] = distributor_label(row["distributor"])
+        yield row
+
+
+def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
+    """What waits for an admin: returns to confirm, devices to release, deliveries awaited."""
+    from velory_cli import render
+    from velory_cli.renewals import TODO_KEYS, todo_list
+
+    mode = output_mode(json_out, csv_out)
+    with state(ctx).store() as store:
+        items = todo_list(store)
+    if mode == "json":
+        render.emit_json([item.to_dict() for item in items])
+    elif mode == "csv":
+        render.emit_csv((item.to_dict() for item in items), TODO_KEYS)
+    else:
+        from velory_cli.render import Column
+
+        render.table(
+            [
+                Column("Action", "action", no_wrap=True),
+                Column("Since", "since", no_wrap=True),
+                Column("Serial", "serial", no_wrap=True),
+                Column("Model", "model"),
+                Column("User", "user_name"),
+                Column("Email", "user_email"),
+                Column("Status", "status_label"),
+                Column("Replacement", "replacement_serial"),
+            ],
+            _with_labels(item.to_dict() for item in items),
+            title="Waiting for an admin",
+            empty="Nothing to do.",
+        )
+
+
+def stats(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="The month to start from (default today).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Devices by status and distributor, and renewals per month for the next 12 months."""
+    from velory_cli import render
+    from velory_cli.lifecycle import STATUS_LABELS
+    from velory_cli.models import distributor_label
+    from velory_cli.render import Column
+    from velory_cli.stats import fleet_stats
+
+    day = parse_as_of(as_of)
+    with state(ctx).store() as store:
+        result = fleet_stats(store, as_of=day)
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    render.table(
+        [Column("Status", "label"), Column("Devices", "count", justify="right")],
+        (
+            {"label": STATUS_LABELS.get(status, status), "count": count}
+            for status, count in result.by_status.items()
+        ),
+        title="Devices by status",
+    )
+    render.table(
+        [Column("Distributor", "name"), Column("Devices", "count", justify="right")],
+        (
+            {"name": distributor_label(name), "count": count}
+            for name, count in result.by_distributor.items()
+        ),
+        title="Company assets by distributor",
+        empty="No company assets.",
+    )
+    render.bar_chart(result.renewals_by_month, title="Renewals per month")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("renewals")(renewals)
+    app.command("todo")(todo)
+    app.command("stats")(stats)
