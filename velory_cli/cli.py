@@ -15,7 +15,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from velory_cli import __version__
 from velory_cli.errors import VeloryError
@@ -125,13 +125,12 @@ class VeloryGroup(TyperGroup):
         return list(self.commands)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """The commands and their first lines, as Typer lists them, without building any."""
-        from typer._click.utils import make_default_short_help
-
+        """The commands and their first lines, as Typer lists them, without building any: each
+        line is shortened by a bare command holding only that line, as the built one would."""
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)
         rows = [
-            (name, make_default_short_help(COMMANDS[name][1], limit))
+            (name, TyperCommand(name, help=COMMANDS[name][1]).get_short_help_str(limit))
             if name in COMMANDS
             else (name, self.commands[name].get_short_help_str(limit))
             for name in names

@@ -31,19 +31,22 @@ def _isolated_env(home: Path) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _step(number: int, title: str, explanation: str, args: Sequence[str]) -> int:
-    """Print the step, the command an admin would type, and run it for real."""
+def _step(
+    ctx: typer.Context, number: int, title: str, explanation: str, args: Sequence[str]
+) -> int:
+    """Print the step, the command an admin would type, and run it for real through the app
+    running the demo (the root of ``ctx``): importing the app here would be a cycle, as the
+    app is what imports the commands."""
     from velory_cli import render
-    from velory_cli.cli import app
 
     render.line()
     render.heading(f"Step {number}. {title}")
     if explanation:
         render.line(explanation)
     render.line("$ velory " + " ".join(_quote(arg) for arg in args), "green")
-    command = typer.main.get_command(app)
+    velory = ctx.find_root().command
     try:
-        code = command.main(args=list(args), prog_name="velory", standalone_mode=False)
+        code = velory.main(args=list(args), prog_name="velory", standalone_mode=False)
     except SystemExit as exc:  # a usage error inside the demo is a bug; show it, go on
         code = int(exc.code or 0)
     return int(code or 0)
@@ -56,6 +59,7 @@ def _quote(arg: str) -> str:
 
 
 def demo(
+    ctx: typer.Context,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the demo's store and outbox, and say where.")
     ] = False,
@@ -75,7 +79,7 @@ def demo(
             f"devices) is moved in time so that its renewals fall around today, {today}."
         )
         with _isolated_env(workdir / "home"):
-            _tour(workdir, inventory, today)
+            _tour(ctx, workdir, inventory, today)
     finally:
         if not keep:
             import shutil
@@ -89,12 +93,13 @@ def demo(
         render.line("Done. The throwaway store is gone; run `velory demo --keep` to look around.")
 
 
-def _tour(workdir: Path, inventory: Path, today: date) -> None:
+def _tour(ctx: typer.Context, workdir: Path, inventory: Path, today: date) -> None:
     from velory_cli.demo import choose_cast
     from velory_cli.store import Store
 
     outbox = workdir / "outbox"
     _step(
+        ctx,
         1,
         "Import the inventory",
         "Every device becomes an active company asset.",
@@ -106,12 +111,14 @@ def _tour(workdir: Path, inventory: Path, today: date) -> None:
     serial, email = device.serial, device.user_email or ""
     who = device.user_name or email
     _step(
+        ctx,
         2,
         "What is up for renewal",
         "Devices due within 30 days, overdue ones first. Dustin's follow Dustin's process.",
         ["renewals"],
     )
     _step(
+        ctx,
         3,
         "Mail the renewal notices (cron does this every day)",
         "Due devices get one email each; here they go to a folder instead of a server.",
@@ -119,9 +126,14 @@ def _tour(workdir: Path, inventory: Path, today: date) -> None:
     )
     _show_first_mail(outbox, email)
     _step(
-        4, f"{who}'s hardware view", "What the user sees before the renewal.", ["hardware", email]
+        ctx,
+        4,
+        f"{who}'s hardware view",
+        "What the user sees before the renewal.",
+        ["hardware", email],
     )
     _step(
+        ctx,
         5,
         "The user starts the process",
         "The distributor now contacts the user about returning or buying out the device.",
@@ -129,18 +141,21 @@ def _tour(workdir: Path, inventory: Path, today: date) -> None:
     )
     if cast.dustin is not None:
         _step(
+            ctx,
             6,
             "A Dustin device cannot be started here",
             "It follows Dustin's own process, so velory refuses it and says why.",
             ["start", cast.dustin.serial],
         )
     _step(
+        ctx,
         7,
         "The store opens: the user requests a new device",
         "One replacement per device.",
         ["order", serial, "--model", 'Apple MacBook Air 13" M4'],
     )
     _step(
+        ctx,
         8,
         "The new device is delivered",
         "It becomes an active store device of the same user; personal data on the old one "
@@ -148,13 +163,15 @@ def _tour(workdir: Path, inventory: Path, today: date) -> None:
         ["deliver", serial, "--new-serial", f"VLY-{serial[-6:]}"],
     )
     _step(
+        ctx,
         9,
         "The next notices run sends the personal-data reminder",
         "",
         ["notices", "send", "--outbox", str(outbox)],
     )
-    _step(10, "What waits for the admin", "", ["todo"])
+    _step(ctx, 10, "What waits for the admin", "", ["todo"])
     _step(
+        ctx,
         11,
         "The admin confirms the return: this one was bought out",
         "The outcome and the note are kept with the device.",
@@ -167,6 +184,7 @@ def _tour(workdir: Path, inventory: Path, today: date) -> None:
         ],
     )
     _step(
+        ctx,
         12,
         "Mark as released",
         "No longer in MDM or any company system: the device leaves the company's assets "
@@ -174,15 +192,20 @@ def _tour(workdir: Path, inventory: Path, today: date) -> None:
         ["release", serial, "--yes"],
     )
     _step(
-        13, f"{who}'s hardware view afterwards", "Only the new device is left.", ["hardware", email]
+        ctx,
+        13,
+        f"{who}'s hardware view afterwards",
+        "Only the new device is left.",
+        ["hardware", email],
     )
     _step(
+        ctx,
         14,
         "The old device's record: notes, history, notices",
         "It stays in the store.",
         ["show", serial],
     )
-    _step(15, "The fleet at a glance", "", ["stats"])
+    _step(ctx, 15, "The fleet at a glance", "", ["stats"])
 
 
 def _show_first_mail(outbox: Path, email: str) -> None:
