@@ -26,12 +26,13 @@ MAIL_KEYS = ("smtp_host", "smtp_port", "smtp_user", "smtp_password", "smtp_tls",
 
 
 def app_dir(env: Mapping[str, str]) -> Path:
-    """The app directory: VELORY_HOME, else the one Typer gives for "velory"."""
+    """The app directory: VELORY_HOME, else the platform's folder for an app's settings, as
+    Click names it (~/.config/velory, or $XDG_CONFIG_HOME/velory, on Linux)."""
     if env.get("VELORY_HOME"):
         return Path(env["VELORY_HOME"]).expanduser()
-    import typer
+    import click
 
-    return Path(typer.get_app_dir(APP_NAME))
+    return Path(click.get_app_dir(APP_NAME))
 
 
 def default_actor(env: Mapping[str, str]) -> str:
