@@ -205,3 +205,13 @@ def test_serials_beyond_ascii_match_any_case(tmp_path: Path) -> None:
         assert store.device("øb-1") is None
         by_serial = store.devices_by_serials(["åb-1", "AB-2", "ØØ"])
         assert sorted(by_serial) == ["AB-2", "ÅB-1"]
+
+
+def test_the_default_app_directory_is_the_one_typer_names(tmp_path: Path) -> None:
+    import typer
+
+    from velory_cli.config import app_dir
+
+    assert str(app_dir(dict(os.environ, VELORY_HOME=""))) == typer.get_app_dir("velory")
+    assert app_dir({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "velory"
+    assert app_dir({"VELORY_HOME": str(tmp_path / "h")}) == tmp_path / "h"

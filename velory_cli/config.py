@@ -7,6 +7,7 @@ Only the CLI reads the real environment; it hands ``os.environ`` (or a test's ow
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +27,17 @@ MAIL_KEYS = ("smtp_host", "smtp_port", "smtp_user", "smtp_password", "smtp_tls",
 
 
 def app_dir(env: Mapping[str, str]) -> Path:
-    """The app directory: VELORY_HOME, else the platform's folder for an app's settings, as
-    Click names it (~/.config/velory, or $XDG_CONFIG_HOME/velory, on Linux)."""
+    """The app directory: VELORY_HOME, else the platform's folder for an app's settings, where
+    Click's ``get_app_dir`` puts it (``$XDG_CONFIG_HOME/velory``, else ``~/.config/velory``, on
+    Linux). Written out here, reading ``env``, so that tests configure instead of patching and no
+    run pays for importing Click beside Typer's own copy of it."""
     if env.get("VELORY_HOME"):
         return Path(env["VELORY_HOME"]).expanduser()
-    import click
-
-    return Path(click.get_app_dir(APP_NAME))
+    if sys.platform == "win32":
+        return Path(env.get("APPDATA") or Path.home()) / APP_NAME
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP_NAME
+    return Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / APP_NAME
 
 
 def default_actor(env: Mapping[str, str]) -> str:
