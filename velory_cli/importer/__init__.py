@@ -21,11 +21,25 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import IO, Any
 
 from velory_cli import dates
 from velory_cli.errors import InputUnreadable, OutputUnwritable
+from velory_cli.importer.columns import (
+    ALIASES,
+    EMAIL,
+    FIELDS,
+    NOTES,
+    PURCHASED,
+    RENEWAL,
+    SERIAL,
+    STORED_FIELDS,
+    map_columns,
+    normalise_header,
+)
+from velory_cli.importer.readers import Batch, FileProblem, Reader, Row, open_reader
+from velory_cli.importer.report import SHOWN_ERRORS, ImportReport, RowError, add_error
 from velory_cli.importer.sources import (
     FORMAT_CSV,
     FORMAT_JSON,
@@ -33,63 +47,12 @@ from velory_cli.importer.sources import (
     Encoding,
     Source,
     check_encoding,
-    choose_format,
     detect_encoding,
-    first_lines,
     open_source,
-    sniff_delimiter,
-    text_stream,
 )
 from velory_cli.lifecycle import ACTIVE, REMOVED
 from velory_cli.models import SOURCE_IMPORTED
 from velory_cli.store import SERIALS_INDEX, Store
-
-# The fields an import fills, in the order rows carry them.
-FIELDS = (
-    "serial",
-    "model",
-    "category",
-    "user_email",
-    "user_name",
-    "distributor",
-    "purchase_date",
-    "renewal_date",
-    "notes",
-)
-SERIAL, MODEL, CATEGORY, EMAIL, USER_NAME, DISTRIBUTOR, PURCHASED, RENEWAL, NOTES = range(9)
-
-# PRODUCT.md's table: the headers each field accepts, the most telling first. Where two columns
-# of a file match one field, the one whose header comes earlier here wins.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "serial": ("serial", "serial number", "serial no", "serialnumber", "sn"),
-    "model": ("model", "model name", "device"),
-    "category": ("category", "type"),
-    "user_email": ("email", "e-mail", "user email", "email address", "checked out to: email"),
-    "user_name": ("full name", "user name", "user", "employee"),
-    "distributor": ("distributor", "supplier", "vendor", "reseller"),
-    "purchase_date": ("purchase date", "purchased", "order date"),
-    "renewal_date": (
-        "renewal date",
-        "renewal",
-        "lease end",
-        "end of lease",
-        "eol date",
-        "asset eol date",
-    ),
-    "notes": ("notes", "note", "comment", "comments", "asset notes"),
-}
-
-# The device columns the stored values of the fields 1..8 live in, for history details.
-STORED_FIELDS = (
-    "model",
-    "category",
-    "user_email",
-    "user_name",
-    "distributor",
-    "purchase_date",
-    "renewal_date",
-    "import_notes",
-)
 
 # The action of the history entries an import writes.
 IMPORT_ACTION = "import"
@@ -97,12 +60,7 @@ IMPORT_ACTION = "import"
 CHUNK_ROWS = 5000
 # A progress bar is worth drawing only for files that take a while.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
-# No JSON element is longer than this in an inventory.
-MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
-# How many rows of errors a table for people shows; --json and --rejects have them all.
-SHOWN_ERRORS = 200
 
-_HEADER_NOISE = re.compile(r"[\s_\-.:\ufeff]+")
 # Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone.
 _SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d{1,3}", re.ASCII)
 _SCIENTIFIC_LINES = re.compile(r"^" + _SCIENTIFIC.pattern + r"$", re.ASCII | re.MULTILINE)
@@ -117,98 +75,6 @@ _EMAIL = re.compile(rf"{_LOCAL}(?:\.{_LOCAL})*@{_LABEL}(?:\.{_LABEL})+")
 _EMAIL_LINES = re.compile(rf"{_EMAIL.pattern}(?:\n{_EMAIL.pattern})*")
 
 
-def normalise_header(name: str) -> str:
-    """A header as velory compares it: any case, without spaces, ``_ - . :`` or a BOM."""
-    return _HEADER_NOISE.sub("", name).lower()
-
-
-def _alias_index() -> dict[str, tuple[int, int]]:
-    """Each normalised alias: its field and rank. Two aliases may normalise alike ("serial
-    number" and "serialnumber"); the earlier rank stands."""
-    index: dict[str, tuple[int, int]] = {}
-    for field_index, name in enumerate(FIELDS):
-        for rank, alias in enumerate(ALIASES[name]):
-            index.setdefault(normalise_header(alias), (field_index, rank))
-    return index
-
-
-_ALIAS_INDEX = _alias_index()
-
-
-# ---- the report ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem: the row it is on (None for the whole file), the column as the file spells
-    it (None when it is not about one column), and what is wrong."""
-
-    row: int | None
-    column: str | None
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "column": self.column, "message": self.message}
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, dry run, would do), row by row where something is wrong."""
-
-    source: str
-    dry_run: bool
-    skip_invalid: bool
-    format: str | None = None
-    encoding: str | None = None
-    rows: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    rejected: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    # A problem with the whole file (not a table, no serial column, invalid JSON): nothing read.
-    file_error: RowError | None = None
-    written: bool = False
-
-    @property
-    def failed(self) -> bool:
-        """True when nothing was (or would be) written because the data is invalid."""
-        return self.file_error is not None or (self.rejected > 0 and not self.skip_invalid)
-
-    @property
-    def exit_code(self) -> int:
-        from velory_cli.errors import ExitCode
-
-        return int(ExitCode.DATA_INVALID) if self.failed else int(ExitCode.OK)
-
-    @property
-    def valid(self) -> int:
-        return self.rows - self.rejected
-
-    def to_dict(self) -> dict[str, Any]:
-        errors = [e.to_dict() for e in self.errors]
-        if self.file_error is not None:
-            errors.append(self.file_error.to_dict())
-        return {
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "rejected": self.rejected,
-            "dry_run": self.dry_run,
-            "errors": errors,
-            "file": self.source,
-            "format": self.format,
-            "encoding": self.encoding,
-            "rows": self.rows,
-            "valid": self.valid,
-            "written": self.written,
-            "warnings": list(self.warnings),
-        }
-
-
 @dataclass(frozen=True)
 class ImportOptions:
     skip_invalid: bool = False
@@ -218,522 +84,14 @@ class ImportOptions:
     encoding: str | None = None
 
 
-# ---- reading rows --------------------------------------------------------------------------
-
-
-class FileProblem(Exception):
-    """The whole file cannot be imported; ``row`` is where it showed, if anywhere."""
-
-    def __init__(self, message: str, row: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.row = row
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """Which column feeds which field, as a file's header says."""
-
-    positions: tuple[int | None, ...]  # per field: the column's position, or None
-    names: tuple[str | None, ...]  # per field: the header as the file spells it
-    ignored: tuple[str, ...]  # columns velory does not import, each named once
-
-    def has(self, field_index: int) -> bool:
-        return self.positions[field_index] is not None
-
-
-def map_columns(headers: Sequence[str]) -> ColumnMap:
-    """Match a header to the fields: any case, without spaces, ``_ - . :``; where two columns
-    match one field, the alias earlier in PRODUCT.md's table wins, then the earlier column."""
-    best: dict[int, tuple[int, int]] = {}  # field: (alias rank, position)
-    losers: list[int] = []
-    for position, raw in enumerate(headers):
-        key = normalise_header(raw)
-        if not key:
-            continue  # an empty header: a column without a name holds nothing velory can use
-        hit = _ALIAS_INDEX.get(key)
-        if hit is None:
-            losers.append(position)
-            continue
-        field_index, rank = hit
-        current = best.get(field_index)
-        if current is None or rank < current[0]:
-            if current is not None:
-                losers.append(current[1])
-            best[field_index] = (rank, position)
-        else:
-            losers.append(position)
-    positions = tuple(best[i][1] if i in best else None for i in range(len(FIELDS)))
-    names = tuple(headers[p].strip() if p is not None else None for p in positions)
-    used_by = {
-        p: n for p, n in zip(positions, names, strict=True) if p is not None and n is not None
-    }
-    ignored: list[str] = []
-    seen: set[str] = set()
-    for position in sorted(losers):
-        name = headers[position].strip()
-        if name in seen:
-            continue
-        seen.add(name)
-        winner = _winner_for(normalise_header(name), positions, used_by)
-        if winner is None:
-            ignored.append(name)
-        elif winner == name:
-            ignored.append(f"{name} (the first {name} is used)")
-        else:
-            ignored.append(f"{name} ({winner} is used)")
-    return ColumnMap(positions=positions, names=names, ignored=tuple(ignored))
-
-
-def _winner_for(key: str, positions: Sequence[int | None], used_by: dict[int, str]) -> str | None:
-    hit = _ALIAS_INDEX.get(key)
-    if hit is None:
-        return None
-    position = positions[hit[0]]
-    return used_by.get(position) if position is not None else None
-
-
-# A data row as a reader hands it over: its number, what the file holds there (CSV cells or a
-# JSON object), the text of each field in FIELDS order ("" where there is none), the column
-# names for its errors, and errors found while reading it.
-_Row = tuple[int, Any, Sequence[str], Sequence[str | None], list[RowError] | None]
-
-# A row once checked one by one: a list (a repeated serial adds its error later) of
+# A row checked one by one is a list, for a repeat of its serial found later adds an error: its
+# number, serial key (None without a usable serial), the values to store (None when rejected),
+# errors (None when valid), what the file holds, column names, the serial as written.
 _NUMBER, _KEY, _VALUES, _ERRORS, _ORIGINAL, _NAMES, _SERIAL = range(7)
 _NO_VALUES = ("",) * 9  # the values of a rejected row, which holds only its serial
 # The parts of a stored device as Store.import_lookup returns it.
 _POSITION, _ID, _STATUS = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 _STORED_VALUES = operator.itemgetter(slice(5, None))
-# number, serial key (None without a usable serial), the values to store (None when rejected),
-# errors (None when valid), what the file holds, column names, the serial as written.
-
-
-@dataclass(slots=True)
-class _Batch:
-    """A chunk of rows, held by column: most checks then run once over a whole column."""
-
-    numbers: Sequence[int]
-    originals: list[Any]
-    columns: list[Sequence[str]]  # per field, its texts as read ("" where there is none)
-    names: Sequence[str | None] | None  # the column names, when every row has the same
-    row_names: list[Sequence[str | None]] | None = None  # else each row's
-    errors: list[list[RowError] | None] | None = None  # problems found while reading a row
-    stripped: bool = False  # the texts of the named columns are stripped already
-
-    def __len__(self) -> int:
-        return len(self.originals)
-
-    def row(self, index: int) -> _Row:
-        names = self.names if self.names is not None else self.row_names[index]  # type: ignore[index]
-        return (
-            self.numbers[index],
-            self.originals[index],
-            tuple(column[index] for column in self.columns),
-            names,
-            self.errors[index] if self.errors is not None else None,
-        )
-
-
-def _batch_of(rows: list[_Row]) -> _Batch:
-    names = rows[0][3]
-    uniform = all(row[3] is names for row in rows)
-    errors = [row[4] for row in rows]
-    return _Batch(
-        numbers=[row[0] for row in rows],
-        originals=[row[1] for row in rows],
-        columns=[list(column) for column in zip(*(row[2] for row in rows), strict=True)],
-        names=names if uniform else None,
-        row_names=None if uniform else [row[3] for row in rows],
-        errors=errors if any(errors) else None,
-    )
-
-
-class _Reader:
-    """A file's rows, whatever its format, with the file's own numbering, in batches."""
-
-    format: str = FORMAT_CSV
-    delimiter: str = ","
-
-    def __init__(self, text: IO[str] | None) -> None:
-        self.text = text
-
-    def rows(self) -> Iterator[_Row]:
-        return iter(())
-
-    def batches(self, size: int) -> Iterator[_Batch]:
-        rows = self.rows()
-        while chunk := list(itertools.islice(rows, size)):
-            yield _batch_of(chunk)
-
-    @property
-    def header(self) -> list[str] | None:
-        return None
-
-    def ignored_columns(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        # Let go of the text layer without closing the file under it (it may be stdin).
-        if self.text is not None:
-            with suppress(ValueError, OSError):
-                self.text.detach()  # type: ignore[attr-defined]
-            self.text = None
-
-
-def open_reader(source: Source, encoding: Encoding) -> _Reader:
-    text = text_stream(source, encoding)
-    try:
-        return _reader_for(source, text)
-    except BaseException:
-        # Let go of the text layer without closing the file under it: it is read again (in
-        # another encoding), or it is stdin.
-        with suppress(ValueError, OSError):
-            text.detach()
-        raise
-
-
-def _reader_for(source: Source, text: IO[str]) -> _Reader:
-    lines, first_char = first_lines(text)
-    kind = choose_format(source.suffix, first_char)
-    if not first_char:
-        empty = _Reader(text)  # nothing but blank lines: no rows, which is no error
-        empty.format = kind
-        return empty
-    if kind == FORMAT_JSON:
-        return _JsonReader(text, lines)
-    if kind == FORMAT_JSONL:
-        return _JsonLinesReader(text, lines)
-    return _CsvReader(text, lines, source.suffix)
-
-
-class _CsvReader(_Reader):
-    format = FORMAT_CSV
-
-    def __init__(self, text: IO[str], lines: list[str], suffix: str) -> None:
-        super().__init__(text)
-        self.lines = lines
-        header_line = lines[-1]
-        if "\x00" in header_line:
-            raise FileProblem("this is not a table: the file holds binary data", row=None)
-        if not header_line.endswith(("\n", "\r")) and text.read(1):
-            raise FileProblem(
-                "this is not a table: its first line is longer than any header", row=None
-            )
-        self.delimiter, names_separator = sniff_delimiter(header_line, suffix)
-        if names_separator:
-            del lines[-1]
-        self._header: list[str] | None = None
-        self.columns: ColumnMap | None = None
-
-    @property
-    def header(self) -> list[str] | None:
-        return self._header
-
-    def batches(self, size: int) -> Iterator[_Batch]:
-        assert self.text is not None
-        reader = csv.reader(
-            itertools.chain(self.lines, self.text), delimiter=self.delimiter, strict=True
-        )
-        number = 0
-        try:
-            for cells in reader:
-                number += 1
-                if cells:  # blank lines above the header are rows too, and skipped
-                    self._header = cells
-                    self.columns = _table_columns(cells, number)
-                    break
-            if self.columns is None:
-                return
-            positions, names = self.columns.positions, self.columns.names
-            # A field's texts in one pass of C over the rows: an itemgetter a used column.
-            getters = [operator.itemgetter(p) if p is not None else None for p in positions]
-            # A full row is as wide as the header, and a blank row never is (but for a header of
-            # one column, which takes the careful way for every row).
-            full_width = max(len(self._header or ()), 2)
-            while True:
-                batch: list[list[str]] = []
-                first = number + 1
-                try:
-                    # extend() keeps what it read before an error: the row of a bad one is known.
-                    batch.extend(itertools.islice(reader, size))
-                finally:
-                    number += len(batch)
-                if not batch:
-                    return
-                if min(map(len, batch)) >= full_width:
-                    empty = ("",) * len(batch)
-                    columns: list[Sequence[str]] = [
-                        _stripped(list(map(get, batch))) if get is not None else empty
-                        for get in getters
-                    ]
-                    yield _Batch(
-                        range(first, first + len(batch)), batch, columns, names, stripped=True
-                    )
-                    continue
-                rows: list[_Row] = []
-                for offset, cells in enumerate(batch):
-                    width = len(cells)
-                    if not cells or (width == 1 and not cells[0].strip()):
-                        continue  # a blank line: Excel leaves them, they are no device
-                    values = tuple(
-                        cells[p] if p is not None and p < width else "" for p in positions
-                    )
-                    rows.append((first + offset, cells, values, names, None))
-                if rows:
-                    yield _batch_of(rows)
-        except csv.Error as exc:
-            raise FileProblem(_csv_problem(exc), row=number + 1) from None
-
-    def ignored_columns(self) -> list[str]:
-        return list(self.columns.ignored) if self.columns else []
-
-
-def _stripped(texts: list[str]) -> list[str]:
-    """The texts of a column stripped, one pass of C; none at all when the column holds no
-    white space anywhere (serials, emails, dates mostly), which one split finds out."""
-    if len("".join(texts).split(None, 1)) <= 1:
-        return texts
-    return list(map(str.strip, texts))
-
-
-def _table_columns(header: list[str], row: int) -> ColumnMap:
-    columns = map_columns(header)
-    if not columns.has(SERIAL):
-        found = ", ".join(h.strip() for h in header if h.strip()) or "no column names"
-        raise FileProblem(
-            f"no serial column: name one {_accepted('serial')} (found {found})", row=row
-        )
-    if not (columns.has(PURCHASED) or columns.has(RENEWAL)):
-        raise FileProblem(
-            "no date column: every device needs a purchase date (a column named "
-            f"{_accepted('purchase_date', 'or')}) or a renewal date "
-            f"({_accepted('renewal_date', 'or')})",
-            row=row,
-        )
-    return columns
-
-
-def _accepted(name: str, word: str = "of") -> str:
-    aliases = [f'"{alias}"' for alias in ALIASES[name]]
-    if word == "or":
-        return ", ".join(aliases[:-1]) + " or " + aliases[-1]
-    return "of " + ", ".join(aliases)
-
-
-def _csv_problem(exc: csv.Error) -> str:
-    text = str(exc)
-    if "field larger than field limit" in text:
-        return (
-            'a field is far too long: most likely a quote (") that is never closed runs the '
-            "rest of the file into one cell"
-        )
-    if "unexpected end of data" in text:
-        return 'the file ends inside a quoted field: a quote (") is never closed'
-    if "expected after" in text:
-        return f"a quoted field has text after its closing quote ({text})"
-    return f"this is not a CSV table: {text}"
-
-
-class _JsonKeys:
-    """The column map of each distinct set of keys the objects of a JSON file use."""
-
-    def __init__(self) -> None:
-        self.maps: dict[tuple[str, ...], tuple[list[str], ColumnMap]] = {}
-        self.ignored_names: dict[str, None] = {}
-
-    def row(self, number: int, obj: dict[str, Any]) -> _Row:
-        """The row of one object, its fields found by the column map of its keys."""
-        keys = tuple(obj)
-        known = self.maps.get(keys)
-        if known is None:
-            columns = map_columns(keys)
-            known = (list(keys), columns)
-            if len(self.maps) < 1000:  # a file of ever-new keys is not worth remembering
-                self.maps[keys] = known
-            for name in columns.ignored:
-                if len(self.ignored_names) < 100:
-                    self.ignored_names.setdefault(name, None)
-        key_list, columns = known
-        values: list[str] = []
-        errors: list[RowError] | None = None
-        for index, position in enumerate(columns.positions):
-            value = obj[key_list[position]] if position is not None else None
-            if isinstance(value, str):
-                values.append(value)
-                continue
-            values.append("")
-            if value is not None:
-                # Numbers arrive as their text (parse_int/parse_float); anything else is wrong.
-                kind = (
-                    "true or false"
-                    if isinstance(value, bool)
-                    else "an object"
-                    if isinstance(value, dict)
-                    else "a list"
-                )
-                errors = _add(errors, number, columns.names[index], f"must be text, not {kind}")
-        return number, obj, values, columns.names, errors
-
-    def ignored(self) -> list[str]:
-        return list(self.ignored_names)
-
-
-class _JsonReader(_Reader):
-    """A JSON array of objects, element by element: never the whole array in memory."""
-
-    format = FORMAT_JSON
-
-    def __init__(self, text: IO[str], lines: list[str]) -> None:
-        super().__init__(text)
-        self.buffer = "".join(lines)
-        self.position = 0
-        self.lines_before = 0  # line breaks in the text already dropped from the buffer
-        self.eof = False
-        self.keys = _JsonKeys()
-
-    def _fill(self) -> bool:
-        if self.eof or self.text is None:
-            return False
-        chunk = self.text.read(1024 * 1024)
-        if not chunk:
-            self.eof = True
-            return False
-        self.lines_before += self.buffer.count("\n", 0, self.position)
-        self.buffer = self.buffer[self.position :] + chunk
-        self.position = 0
-        return True
-
-    def _next_char(self) -> str:
-        """The next character that is not white space ("" at the end of the file)."""
-        while True:
-            buffer, position = self.buffer, self.position
-            while position < len(buffer) and buffer[position] in " \t\r\n\ufeff":
-                position += 1
-            self.position = position
-            if position < len(buffer):
-                return buffer[position]
-            if not self._fill():
-                return ""
-
-    def _where(self, offset: int) -> str:
-        line = self.lines_before + self.buffer.count("\n", 0, offset) + 1
-        column = offset - self.buffer.rfind("\n", 0, offset)
-        return f"line {line}, column {column}"
-
-    def rows(self) -> Iterator[_Row]:
-        decoder = json.JSONDecoder(parse_int=str, parse_float=str)
-        if self._next_char() != "[":
-            raise FileProblem(
-                "this is not a JSON array of objects (it does not start with '[')", row=None
-            )
-        self.position += 1
-        element = 0
-        while True:
-            char = self._next_char()
-            if char == "]":
-                self.position += 1
-                break
-            if element:
-                if char != ",":
-                    raise FileProblem(
-                        f"not valid JSON at {self._where(self.position)}: "
-                        + ("expected ',' or ']'" if char else "the array is never closed"),
-                        row=element + 1,
-                    )
-                self.position += 1
-                char = self._next_char()
-            if not char:
-                raise FileProblem("not valid JSON: the array is never closed", row=element + 1)
-            element += 1
-            value = self._decode(decoder, element)
-            if not isinstance(value, dict):
-                raise FileProblem(
-                    f"element {element} of the array is not an object (a row of named values)",
-                    row=element,
-                )
-            yield self.keys.row(element, value)
-        if self._next_char():
-            raise FileProblem(
-                f"not valid JSON at {self._where(self.position)}: more after the array's end",
-                row=None,
-            )
-
-    def _decode(self, decoder: json.JSONDecoder, element: int) -> Any:
-        while True:
-            try:
-                value, end = decoder.raw_decode(self.buffer, self.position)
-            except json.JSONDecodeError as exc:
-                if len(self.buffer) - self.position < MAX_JSON_ELEMENT_CHARS and self._fill():
-                    continue  # the element goes on in the next piece of the file
-                raise FileProblem(
-                    f"not valid JSON at {self._where(exc.pos)}: {exc.msg}", row=element
-                ) from None
-            except RecursionError:
-                raise FileProblem(_TOO_DEEP, row=element) from None
-            if end >= len(self.buffer) and self._fill():
-                continue  # a number or word may go on in the next piece
-            if self.buffer.find("\\u", self.position, end) != -1:
-                _check_escapes(value, element)
-            self.position = end
-            return value
-
-    def ignored_columns(self) -> list[str]:
-        return self.keys.ignored()
-
-
-_TOO_DEEP = "not a row of named values: lists or objects nested too deeply"
-
-
-def _check_escapes(value: Any, row: int) -> None:
-    """Refuse a \\u escape that stands for half a character (a lone surrogate): it is no
-    text, and could be neither stored nor printed."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise FileProblem(
-            "a \\u escape stands for half a character (a lone surrogate), which is no text",
-            row=row,
-        ) from None
-
-
-class _JsonLinesReader(_Reader):
-    """One JSON object a line; the line number is the row."""
-
-    format = FORMAT_JSONL
-
-    def __init__(self, text: IO[str], lines: list[str]) -> None:
-        super().__init__(text)
-        self.lines = lines
-        self.keys = _JsonKeys()
-
-    def rows(self) -> Iterator[_Row]:
-        assert self.text is not None
-        decoder = json.JSONDecoder(parse_int=str, parse_float=str)
-        number = 0
-        for line in itertools.chain(self.lines, self.text):
-            number += 1
-            stripped = line.strip().lstrip("\ufeff")
-            if not stripped:
-                continue
-            try:
-                value = decoder.decode(stripped)
-            except json.JSONDecodeError as exc:
-                raise FileProblem(
-                    f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
-                    row=number,
-                ) from None
-            except RecursionError:
-                raise FileProblem(_TOO_DEEP, row=number) from None
-            if "\\u" in stripped:
-                _check_escapes(value, number)
-            if not isinstance(value, dict):
-                raise FileProblem(
-                    f"line {number} is not a JSON object (a row of named values)", row=number
-                )
-            yield self.keys.row(number, value)
-
-    def ignored_columns(self) -> list[str]:
-        return self.keys.ignored()
 
 
 # ---- checking rows -------------------------------------------------------------------------
@@ -744,15 +102,6 @@ def serial_key(serial: str) -> str:
     if serial.isascii():
         return serial.upper()
     return "".join(char.upper() if char.isascii() else char for char in serial)
-
-
-def _add(
-    errors: list[RowError] | None, row: int, column: str | None, message: str
-) -> list[RowError]:
-    if errors is None:
-        errors = []
-    errors.append(RowError(row, column, message))
-    return errors
 
 
 def _control_message(value: str, pattern: re.Pattern[str]) -> str:
@@ -769,7 +118,7 @@ class _Checker:
         self.term_months = options.term_months
         self._iso: dict[str, str] = {"": ""}  # the dates of the file read so far, as ISO
 
-    def check(self, row: _Row) -> list[Any]:
+    def check(self, row: Row) -> list[Any]:
         """The row as a chunk holds it: its values stripped ("" where empty), dates as ISO and
         the renewal date worked out from the purchase date where the file has none; or its
         errors. Runs once a row: kept to plain string work and precompiled patterns."""
@@ -779,9 +128,9 @@ class _Checker:
         )
         key = None
         if not serial:
-            errors = _add(errors, number, names[SERIAL], "serial is empty")
+            errors = add_error(errors, number, names[SERIAL], "serial is empty")
         elif _SCIENTIFIC.fullmatch(serial):
-            errors = _add(
+            errors = add_error(
                 errors,
                 number,
                 names[SERIAL],
@@ -795,30 +144,32 @@ class _Checker:
         if _CONTROL.search("".join(fields)):
             for index, value in enumerate(fields):
                 if _CONTROL.search(value):
-                    errors = _add(errors, number, names[index], _control_message(value, _CONTROL))
+                    errors = add_error(
+                        errors, number, names[index], _control_message(value, _CONTROL)
+                    )
         if notes and _CONTROL_IN_NOTES.search(notes):
             message = _control_message(notes, _CONTROL_IN_NOTES)
-            errors = _add(errors, number, names[NOTES], message)
+            errors = add_error(errors, number, names[NOTES], message)
         if email and not _EMAIL.fullmatch(email) and not _CONTROL.search(email):
-            errors = _add(errors, number, names[EMAIL], f"{email!r} is not an email address")
+            errors = add_error(errors, number, names[EMAIL], f"{email!r} is not an email address")
         purchase_iso = renewal_iso = None
         if purchased:
             purchase_iso, problem = dates.read_date(purchased, self.order)
             if problem:
-                errors = _add(errors, number, names[PURCHASED], problem)
+                errors = add_error(errors, number, names[PURCHASED], problem)
         if renewal:
             renewal_iso, problem = dates.read_date(renewal, self.order)
             if problem:
-                errors = _add(errors, number, names[RENEWAL], problem)
+                errors = add_error(errors, number, names[RENEWAL], problem)
         if not (purchased or renewal):
-            errors = _add(
+            errors = add_error(
                 errors,
                 number,
                 names[PURCHASED] or names[RENEWAL],
                 "no date: a purchase date or a renewal date is needed",
             )
         elif purchase_iso and renewal_iso and renewal_iso < purchase_iso:
-            errors = _add(
+            errors = add_error(
                 errors,
                 number,
                 names[RENEWAL],
@@ -843,7 +194,7 @@ class _Checker:
         )
         return [number, key, values, None, original, names, serial]
 
-    def screen(self, batch: _Batch) -> tuple[list[str], list[Sequence[str]]] | None:
+    def screen(self, batch: Batch) -> tuple[list[str], list[Sequence[str]]] | None:
         """The keys and the values to store (by column) of a batch whose every row is valid,
         found with one pass of C over each column; None when any row might not be, and the
         rows must go through ``check`` one by one. Never more lenient than ``check``."""
@@ -977,7 +328,7 @@ class _Import:
             source=source.name, dry_run=options.dry_run, skip_invalid=options.skip_invalid
         )
         self.checker = _Checker(options)
-        self.reader: _Reader | None = None
+        self.reader: Reader | None = None
         self.store_was_empty = False
         # This run's record in the store, made with the first device it creates.
         self.import_id: int | None = None
@@ -1093,7 +444,7 @@ class _Import:
         if not self.rejects.started:
             self.rejects.start(self.reader.format, self.reader.header, self.reader.delimiter)
 
-    def _flush(self, batch: _Batch) -> None:
+    def _flush(self, batch: Batch) -> None:
         """One chunk: checked, its serials placed (new, stored, or repeated from an earlier
         row), written, and its rejected rows reported in the file's order."""
         report = self.report
@@ -1125,7 +476,7 @@ class _Import:
                 if not entry[_ERRORS]:
                     report.rejected += 1
                 message = f"serial {entry[_SERIAL]!r} is already in row {first}"
-                entry[_ERRORS] = _add(
+                entry[_ERRORS] = add_error(
                     entry[_ERRORS], entry[_NUMBER], entry[_NAMES][SERIAL], message
                 )
                 entry[_VALUES] = None
@@ -1438,7 +789,7 @@ class RejectsWriter:
     def add(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
         """Rejected rows as (what the file holds there, its errors)."""
         with self._writing():
-            self._add(rows)
+            self.add_error(rows)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -1449,7 +800,7 @@ class RejectsWriter:
                 f"cannot write the rejects file: {exc.strerror or exc}; nothing was imported"
             ) from None
 
-    def _add(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
+    def add_error(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
         for original, errors in rows:
             reason = "; ".join(
                 f"row {e.row}, {e.column}: {e.message}" if e.column else f"row {e.row}: {e.message}"
@@ -1489,6 +840,7 @@ class RejectsWriter:
 __all__ = [
     "ALIASES",
     "FIELDS",
+    "SHOWN_ERRORS",
     "ImportOptions",
     "ImportReport",
     "RejectsWriter",

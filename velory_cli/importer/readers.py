@@ -1,0 +1,522 @@
+"""The readers: a file's rows, whatever its format, each with the number an admin finds it at.
+
+A reader (``Reader``) hands the import a file's data rows in batches, in the file's order. Each
+row carries its number as the admin sees it: the spreadsheet row (the header is row 1), the
+element of a JSON array (from 1) or the line of a JSON Lines file; what the file holds there,
+for the rejects file; and the text of each field, by the file's header. A reader that reads a
+row at a time makes its batches with ``batches_of``.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import operator
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import IO, Any, NamedTuple, Protocol
+
+from velory_cli.importer.columns import ALIASES, PURCHASED, RENEWAL, SERIAL, ColumnMap, map_columns
+from velory_cli.importer.report import RowError, add_error
+from velory_cli.importer.sources import (
+    FORMAT_CSV,
+    FORMAT_JSON,
+    FORMAT_JSONL,
+    Encoding,
+    Source,
+    choose_format,
+    first_lines,
+    sniff_delimiter,
+    text_stream,
+)
+
+# No JSON element is longer than this in an inventory.
+MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
+
+
+class FileProblem(Exception):
+    """The whole file cannot be imported; ``row`` is where it showed, if anywhere."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+
+
+class Row(NamedTuple):
+    """A data row as a reader hands it over."""
+
+    number: int  # where the admin finds it: spreadsheet row, JSON element or JSON Lines line
+    original: Any  # what the file holds there (CSV cells, a JSON object), for the rejects file
+    texts: Sequence[str]  # the text of each field in FIELDS order, "" where there is none
+    names: Sequence[str | None]  # the column of each field as the file spells it, for errors
+    errors: list[RowError] | None  # problems found while reading it (a JSON value not text)
+
+
+@dataclass(slots=True)
+class Batch:
+    """A chunk of rows, held by column: most checks then run once over a whole column."""
+
+    numbers: Sequence[int]
+    originals: list[Any]
+    columns: list[Sequence[str]]  # per field, its texts as read ("" where there is none)
+    names: Sequence[str | None] | None  # the column names, when every row has the same
+    row_names: list[Sequence[str | None]] | None = None  # else each row's
+    errors: list[list[RowError] | None] | None = None  # problems found while reading a row
+    stripped: bool = False  # the texts of the named columns are stripped already
+
+    def __len__(self) -> int:
+        return len(self.originals)
+
+    def row(self, index: int) -> Row:
+        names = self.names if self.names is not None else self.row_names[index]  # type: ignore[index]
+        return Row(
+            self.numbers[index],
+            self.originals[index],
+            tuple(column[index] for column in self.columns),
+            names,
+            self.errors[index] if self.errors is not None else None,
+        )
+
+
+def _batch_of(rows: list[Row]) -> Batch:
+    names = rows[0].names
+    uniform = all(row.names is names for row in rows)
+    errors = [row.errors for row in rows]
+    return Batch(
+        numbers=[row.number for row in rows],
+        originals=[row.original for row in rows],
+        columns=[list(column) for column in zip(*(row.texts for row in rows), strict=True)],
+        names=names if uniform else None,
+        row_names=None if uniform else [row.names for row in rows],
+        errors=errors if any(errors) else None,
+    )
+
+
+def batches_of(rows: Iterator[Row], size: int) -> Iterator[Batch]:
+    """The batches of a reader that reads a row at a time."""
+    while chunk := list(itertools.islice(rows, size)):
+        yield _batch_of(chunk)
+
+
+class Reader(Protocol):
+    """What the import reads a file through, whatever its format."""
+
+    format: str  # one of sources' FORMAT_*: the rejects file is written in it
+    delimiter: str  # the separator of a CSV file, which its rejects file keeps
+
+    @property
+    def header(self) -> list[str] | None:
+        """The header row as the file has it, once read: a CSV rejects file repeats it."""
+        ...
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        """The data rows, ``size`` at a time (fewer where blank rows were left out). A file
+        that cannot be imported at all raises ``FileProblem`` where it shows."""
+        ...
+
+    def ignored_columns(self) -> list[str]:
+        """The columns the file has that no field takes, for a warning."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the file, which the caller opened and closes."""
+        ...
+
+
+class _TextReader:
+    """The part every reader of a text stream shares."""
+
+    format: str = FORMAT_CSV
+    delimiter: str = ","
+
+    def __init__(self, text: IO[str] | None) -> None:
+        self.text = text
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        return iter(())
+
+    @property
+    def header(self) -> list[str] | None:
+        return None
+
+    def ignored_columns(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        # Let go of the text layer without closing the file under it (it may be stdin).
+        if self.text is not None:
+            with suppress(ValueError, OSError):
+                self.text.detach()  # type: ignore[attr-defined]
+            self.text = None
+
+
+def open_reader(source: Source, encoding: Encoding) -> Reader:
+    """The reader for ``source`` read as ``encoding``: by its extension, else by its first
+    character; CSV unless it looks like JSON. Its header, if any, is read and checked here."""
+    text = text_stream(source, encoding)
+    try:
+        return _reader_for(source, text)
+    except BaseException:
+        # Let go of the text layer without closing the file under it: it is read again (in
+        # another encoding), or it is stdin.
+        with suppress(ValueError, OSError):
+            text.detach()
+        raise
+
+
+def _reader_for(source: Source, text: IO[str]) -> Reader:
+    lines, first_char = first_lines(text)
+    kind = choose_format(source.suffix, first_char)
+    if not first_char:
+        empty = _TextReader(text)  # nothing but blank lines: no rows, which is no error
+        empty.format = kind
+        return empty
+    if kind == FORMAT_JSON:
+        return _JsonReader(text, lines)
+    if kind == FORMAT_JSONL:
+        return _JsonLinesReader(text, lines)
+    return _CsvReader(text, lines, source.suffix)
+
+
+class _CsvReader(_TextReader):
+    """A CSV table, a batch at a time by column. Its header is the first row that is not
+    blank; a row's number is the one a spreadsheet shows it at (blank rows count)."""
+
+    format = FORMAT_CSV
+
+    def __init__(self, text: IO[str], lines: list[str], suffix: str) -> None:
+        super().__init__(text)
+        self.lines = lines
+        header_line = lines[-1]
+        if "\x00" in header_line:
+            raise FileProblem("this is not a table: the file holds binary data", row=None)
+        if not header_line.endswith(("\n", "\r")) and text.read(1):
+            raise FileProblem(
+                "this is not a table: its first line is longer than any header", row=None
+            )
+        self.delimiter, names_separator = sniff_delimiter(header_line, suffix)
+        if names_separator:
+            del lines[-1]
+        self._header: list[str] | None = None
+        self.columns: ColumnMap | None = None
+
+    @property
+    def header(self) -> list[str] | None:
+        return self._header
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        assert self.text is not None
+        reader = csv.reader(
+            itertools.chain(self.lines, self.text), delimiter=self.delimiter, strict=True
+        )
+        number = 0
+        try:
+            for cells in reader:
+                number += 1
+                if cells:  # blank lines above the header are rows too, and skipped
+                    self._header = cells
+                    self.columns = _table_columns(cells, number)
+                    break
+            if self.columns is None:
+                return
+            positions, names = self.columns.positions, self.columns.names
+            # A field's texts in one pass of C over the rows: an itemgetter a used column.
+            getters = [operator.itemgetter(p) if p is not None else None for p in positions]
+            # A full row is as wide as the header, and a blank row never is (but for a header of
+            # one column, which takes the careful way for every row).
+            full_width = max(len(self._header or ()), 2)
+            while True:
+                batch: list[list[str]] = []
+                first = number + 1
+                try:
+                    # extend() keeps what it read before an error: the row of a bad one is known.
+                    batch.extend(itertools.islice(reader, size))
+                finally:
+                    number += len(batch)
+                if not batch:
+                    return
+                if min(map(len, batch)) >= full_width:
+                    empty = ("",) * len(batch)
+                    columns: list[Sequence[str]] = [
+                        _stripped(list(map(get, batch))) if get is not None else empty
+                        for get in getters
+                    ]
+                    yield Batch(
+                        range(first, first + len(batch)), batch, columns, names, stripped=True
+                    )
+                    continue
+                rows: list[Row] = []
+                for offset, cells in enumerate(batch):
+                    width = len(cells)
+                    if not cells or (width == 1 and not cells[0].strip()):
+                        continue  # a blank line: Excel leaves them, they are no device
+                    values = tuple(
+                        cells[p] if p is not None and p < width else "" for p in positions
+                    )
+                    rows.append(Row(first + offset, cells, values, names, None))
+                if rows:
+                    yield _batch_of(rows)
+        except csv.Error as exc:
+            raise FileProblem(_csv_problem(exc), row=number + 1) from None
+
+    def ignored_columns(self) -> list[str]:
+        return list(self.columns.ignored) if self.columns else []
+
+
+def _stripped(texts: list[str]) -> list[str]:
+    """The texts of a column stripped, one pass of C; none at all when the column holds no
+    white space anywhere (serials, emails, dates mostly), which one split finds out."""
+    if len("".join(texts).split(None, 1)) <= 1:
+        return texts
+    return list(map(str.strip, texts))
+
+
+def _table_columns(header: list[str], row: int) -> ColumnMap:
+    columns = map_columns(header)
+    if not columns.has(SERIAL):
+        found = ", ".join(h.strip() for h in header if h.strip()) or "no column names"
+        raise FileProblem(
+            f"no serial column: name one {_accepted('serial')} (found {found})", row=row
+        )
+    if not (columns.has(PURCHASED) or columns.has(RENEWAL)):
+        raise FileProblem(
+            "no date column: every device needs a purchase date (a column named "
+            f"{_accepted('purchase_date', 'or')}) or a renewal date "
+            f"({_accepted('renewal_date', 'or')})",
+            row=row,
+        )
+    return columns
+
+
+def _accepted(name: str, word: str = "of") -> str:
+    aliases = [f'"{alias}"' for alias in ALIASES[name]]
+    if word == "or":
+        return ", ".join(aliases[:-1]) + " or " + aliases[-1]
+    return "of " + ", ".join(aliases)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return (
+            'a field is far too long: most likely a quote (") that is never closed runs the '
+            "rest of the file into one cell"
+        )
+    if "unexpected end of data" in text:
+        return 'the file ends inside a quoted field: a quote (") is never closed'
+    if "expected after" in text:
+        return f"a quoted field has text after its closing quote ({text})"
+    return f"this is not a CSV table: {text}"
+
+
+class _JsonKeys:
+    """The column map of each distinct set of keys the objects of a JSON file use."""
+
+    def __init__(self) -> None:
+        self.maps: dict[tuple[str, ...], tuple[list[str], ColumnMap]] = {}
+        self.ignored_names: dict[str, None] = {}
+
+    def row(self, number: int, obj: dict[str, Any]) -> Row:
+        """The row of one object, its fields found by the column map of its keys."""
+        keys = tuple(obj)
+        known = self.maps.get(keys)
+        if known is None:
+            columns = map_columns(keys)
+            known = (list(keys), columns)
+            if len(self.maps) < 1000:  # a file of ever-new keys is not worth remembering
+                self.maps[keys] = known
+            for name in columns.ignored:
+                if len(self.ignored_names) < 100:
+                    self.ignored_names.setdefault(name, None)
+        key_list, columns = known
+        values: list[str] = []
+        errors: list[RowError] | None = None
+        for index, position in enumerate(columns.positions):
+            value = obj[key_list[position]] if position is not None else None
+            if isinstance(value, str):
+                values.append(value)
+                continue
+            values.append("")
+            if value is not None:
+                # Numbers arrive as their text (parse_int/parse_float); anything else is wrong.
+                kind = (
+                    "true or false"
+                    if isinstance(value, bool)
+                    else "an object"
+                    if isinstance(value, dict)
+                    else "a list"
+                )
+                errors = add_error(
+                    errors, number, columns.names[index], f"must be text, not {kind}"
+                )
+        return Row(number, obj, values, columns.names, errors)
+
+    def ignored(self) -> list[str]:
+        return list(self.ignored_names)
+
+
+class _JsonReader(_TextReader):
+    """A JSON array of objects, element by element: never the whole array in memory."""
+
+    format = FORMAT_JSON
+
+    def __init__(self, text: IO[str], lines: list[str]) -> None:
+        super().__init__(text)
+        self.buffer = "".join(lines)
+        self.position = 0
+        self.lines_before = 0  # line breaks in the text already dropped from the buffer
+        self.eof = False
+        self.keys = _JsonKeys()
+
+    def _fill(self) -> bool:
+        if self.eof or self.text is None:
+            return False
+        chunk = self.text.read(1024 * 1024)
+        if not chunk:
+            self.eof = True
+            return False
+        self.lines_before += self.buffer.count("\n", 0, self.position)
+        self.buffer = self.buffer[self.position :] + chunk
+        self.position = 0
+        return True
+
+    def _next_char(self) -> str:
+        """The next character that is not white space ("" at the end of the file)."""
+        while True:
+            buffer, position = self.buffer, self.position
+            while position < len(buffer) and buffer[position] in " \t\r\n\ufeff":
+                position += 1
+            self.position = position
+            if position < len(buffer):
+                return buffer[position]
+            if not self._fill():
+                return ""
+
+    def _where(self, offset: int) -> str:
+        line = self.lines_before + self.buffer.count("\n", 0, offset) + 1
+        column = offset - self.buffer.rfind("\n", 0, offset)
+        return f"line {line}, column {column}"
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        return batches_of(self.rows(), size)
+
+    def rows(self) -> Iterator[Row]:
+        decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        if self._next_char() != "[":
+            raise FileProblem(
+                "this is not a JSON array of objects (it does not start with '[')", row=None
+            )
+        self.position += 1
+        element = 0
+        while True:
+            char = self._next_char()
+            if char == "]":
+                self.position += 1
+                break
+            if element:
+                if char != ",":
+                    raise FileProblem(
+                        f"not valid JSON at {self._where(self.position)}: "
+                        + ("expected ',' or ']'" if char else "the array is never closed"),
+                        row=element + 1,
+                    )
+                self.position += 1
+                char = self._next_char()
+            if not char:
+                raise FileProblem("not valid JSON: the array is never closed", row=element + 1)
+            element += 1
+            value = self._decode(decoder, element)
+            if not isinstance(value, dict):
+                raise FileProblem(
+                    f"element {element} of the array is not an object (a row of named values)",
+                    row=element,
+                )
+            yield self.keys.row(element, value)
+        if self._next_char():
+            raise FileProblem(
+                f"not valid JSON at {self._where(self.position)}: more after the array's end",
+                row=None,
+            )
+
+    def _decode(self, decoder: json.JSONDecoder, element: int) -> Any:
+        while True:
+            try:
+                value, end = decoder.raw_decode(self.buffer, self.position)
+            except json.JSONDecodeError as exc:
+                if len(self.buffer) - self.position < MAX_JSON_ELEMENT_CHARS and self._fill():
+                    continue  # the element goes on in the next piece of the file
+                raise FileProblem(
+                    f"not valid JSON at {self._where(exc.pos)}: {exc.msg}", row=element
+                ) from None
+            except RecursionError:
+                raise FileProblem(_TOO_DEEP, row=element) from None
+            if end >= len(self.buffer) and self._fill():
+                continue  # a number or word may go on in the next piece
+            if self.buffer.find("\\u", self.position, end) != -1:
+                _check_escapes(value, element)
+            self.position = end
+            return value
+
+    def ignored_columns(self) -> list[str]:
+        return self.keys.ignored()
+
+
+_TOO_DEEP = "not a row of named values: lists or objects nested too deeply"
+
+
+def _check_escapes(value: Any, row: int) -> None:
+    """Refuse a \\u escape that stands for half a character (a lone surrogate): it is no
+    text, and could be neither stored nor printed."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FileProblem(
+            "a \\u escape stands for half a character (a lone surrogate), which is no text",
+            row=row,
+        ) from None
+
+
+class _JsonLinesReader(_TextReader):
+    """One JSON object a line; the line number is the row."""
+
+    format = FORMAT_JSONL
+
+    def __init__(self, text: IO[str], lines: list[str]) -> None:
+        super().__init__(text)
+        self.lines = lines
+        self.keys = _JsonKeys()
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        return batches_of(self.rows(), size)
+
+    def rows(self) -> Iterator[Row]:
+        assert self.text is not None
+        decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        number = 0
+        for line in itertools.chain(self.lines, self.text):
+            number += 1
+            stripped = line.strip().lstrip("\ufeff")
+            if not stripped:
+                continue
+            try:
+                value = decoder.decode(stripped)
+            except json.JSONDecodeError as exc:
+                raise FileProblem(
+                    f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
+                    row=number,
+                ) from None
+            except RecursionError:
+                raise FileProblem(_TOO_DEEP, row=number) from None
+            if "\\u" in stripped:
+                _check_escapes(value, number)
+            if not isinstance(value, dict):
+                raise FileProblem(
+                    f"line {number} is not a JSON object (a row of named values)", row=number
+                )
+            yield self.keys.row(number, value)
+
+    def ignored_columns(self) -> list[str]:
+        return self.keys.ignored()
