@@ -14,7 +14,6 @@ the file spells it.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import operator
@@ -22,10 +21,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
-from typing import IO, Any
+from typing import Any
 
 from velory_cli import dates
-from velory_cli.errors import InputUnreadable, OutputUnwritable
+from velory_cli.errors import InputUnreadable
 from velory_cli.importer.columns import (
     ALIASES,
     EMAIL,
@@ -39,11 +38,9 @@ from velory_cli.importer.columns import (
     normalise_header,
 )
 from velory_cli.importer.readers import Batch, FileProblem, Reader, Row, open_reader
+from velory_cli.importer.rejects import Rejected, RejectsWriter
 from velory_cli.importer.report import SHOWN_ERRORS, ImportReport, RowError, add_error
 from velory_cli.importer.sources import (
-    FORMAT_CSV,
-    FORMAT_JSON,
-    FORMAT_JSONL,
     Encoding,
     Source,
     check_encoding,
@@ -494,7 +491,7 @@ class _Import:
             self.report.errors.extend(entry[_ERRORS])
         if self.rejects is not None:
             self._start_rejects()
-            self.rejects.add((entry[_ORIGINAL], entry[_ERRORS]) for entry in rejected)
+            self.rejects.add(Rejected(entry[_ORIGINAL], entry[_ERRORS]) for entry in rejected)
 
     def _place(
         self,
@@ -747,94 +744,6 @@ def import_file(
         # Nothing was written, and nothing would be: the counts say so.
         report.inserted = report.updated = report.unchanged = report.skipped = 0
     return report
-
-
-# ---- the rejects file ----------------------------------------------------------------------
-
-
-class RejectsWriter:
-    """The rejected rows as the file had them, plus a ``reason`` column, in UTF-8.
-
-    CSV rejects keep the file's header and separator and start with a byte-order mark, so Excel
-    opens them as UTF-8 (velory reads them back either way); JSON rejects are the objects with
-    a ``reason`` key, in an array or one a line, as the file was.
-    """
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.started = False
-        # Set when the file turned out not to be a table: no rejects file is left behind.
-        self.discard = False
-        self.count = 0
-        self.format = FORMAT_CSV
-        self.width = 0
-        self._csv: Any = None
-
-    def start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
-        with self._writing():
-            self._start(kind, header, delimiter)
-
-    def _start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
-        self.started = True
-        self.format = kind
-        if kind == FORMAT_CSV:
-            self.out.write("\ufeff")
-            self._csv = csv.writer(self.out, delimiter=delimiter, lineterminator="\r\n")
-            columns = list(header or [])
-            self.width = len(columns)
-            self._csv.writerow([*columns, "reason"])
-        elif kind == FORMAT_JSON:
-            self.out.write("[")
-
-    def add(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
-        """Rejected rows as (what the file holds there, its errors)."""
-        with self._writing():
-            self.add_error(rows)
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        try:
-            yield
-        except OSError as exc:
-            raise OutputUnwritable(
-                f"cannot write the rejects file: {exc.strerror or exc}; nothing was imported"
-            ) from None
-
-    def add_error(self, rows: Iterable[tuple[Any, list[RowError]]]) -> None:
-        for original, errors in rows:
-            reason = "; ".join(
-                f"row {e.row}, {e.column}: {e.message}" if e.column else f"row {e.row}: {e.message}"
-                for e in errors
-            )
-            if self.format == FORMAT_CSV:
-                cells = list(original)
-                width = self.width
-                padded = cells[:width] + [""] * (width - len(cells))
-                self._csv.writerow([*padded, reason, *cells[width:]])
-            else:
-                text = json.dumps({**original, "reason": reason}, ensure_ascii=False)
-                if self.format == FORMAT_JSON:
-                    self.out.write(",\n  " if self.count else "\n  ")
-                self.out.write(text)
-                if self.format == FORMAT_JSONL:
-                    self.out.write("\n")
-            self.count += 1
-
-    def restart(self) -> None:
-        """Forget every row written so far: the file is read again from its start."""
-        with self._writing():
-            self.out.seek(0)
-            self.out.truncate()
-        self.started = False
-        self.count = 0
-        self.format = FORMAT_CSV
-        self.width = 0
-        self._csv = None
-
-    def finish(self) -> None:
-        if self.format == FORMAT_JSON:
-            with self._writing():
-                self.out.write("\n]\n" if self.count else "]\n")
 
 
 __all__ = [

@@ -1,0 +1,106 @@
+"""The rejects file: the rows an import rejected, as the file had them, each with its reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, NamedTuple
+
+from velory_cli.errors import OutputUnwritable
+from velory_cli.importer.report import RowError
+from velory_cli.importer.sources import FORMAT_CSV, FORMAT_JSON, FORMAT_JSONL
+
+
+class Rejected(NamedTuple):
+    """A rejected row: what the file holds there (CSV cells, a JSON object), and its errors."""
+
+    original: Any
+    errors: list[RowError]
+
+
+class RejectsWriter:
+    """The rejected rows as the file had them, plus a ``reason`` column, in UTF-8.
+
+    CSV rejects keep the file's header and separator and start with a byte-order mark, so Excel
+    opens them as UTF-8 (velory reads them back either way); JSON rejects are the objects with
+    a ``reason`` key, in an array or one a line, as the file was.
+    """
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.started = False
+        # Set when the file turned out not to be a table: no rejects file is left behind.
+        self.discard = False
+        self.count = 0
+        self.format = FORMAT_CSV
+        self.width = 0
+        self._csv: Any = None
+
+    def start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
+        """Begin the file in the format of the file imported (``kind``, one of sources'
+        FORMAT_*): for CSV, its header and separator."""
+        with self._writing():
+            self._start(kind, header, delimiter)
+
+    def _start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
+        self.started = True
+        self.format = kind
+        if kind == FORMAT_CSV:
+            self.out.write("\ufeff")
+            self._csv = csv.writer(self.out, delimiter=delimiter, lineterminator="\r\n")
+            columns = list(header or [])
+            self.width = len(columns)
+            self._csv.writerow([*columns, "reason"])
+        elif kind == FORMAT_JSON:
+            self.out.write("[")
+
+    def add(self, rows: Iterable[Rejected]) -> None:
+        with self._writing():
+            self._add(rows)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise OutputUnwritable(
+                f"cannot write the rejects file: {exc.strerror or exc}; nothing was imported"
+            ) from None
+
+    def _add(self, rows: Iterable[Rejected]) -> None:
+        for original, errors in rows:
+            reason = "; ".join(
+                f"row {e.row}, {e.column}: {e.message}" if e.column else f"row {e.row}: {e.message}"
+                for e in errors
+            )
+            if self.format == FORMAT_CSV:
+                cells = list(original)
+                width = self.width
+                padded = cells[:width] + [""] * (width - len(cells))
+                self._csv.writerow([*padded, reason, *cells[width:]])
+            else:
+                text = json.dumps({**original, "reason": reason}, ensure_ascii=False)
+                if self.format == FORMAT_JSON:
+                    self.out.write(",\n  " if self.count else "\n  ")
+                self.out.write(text)
+                if self.format == FORMAT_JSONL:
+                    self.out.write("\n")
+            self.count += 1
+
+    def restart(self) -> None:
+        """Forget every row written so far: the file is read again from its start."""
+        with self._writing():
+            self.out.seek(0)
+            self.out.truncate()
+        self.started = False
+        self.count = 0
+        self.format = FORMAT_CSV
+        self.width = 0
+        self._csv = None
+
+    def finish(self) -> None:
+        if self.format == FORMAT_JSON:
+            with self._writing():
+                self.out.write("\n]\n" if self.count else "]\n")
