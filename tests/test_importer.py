@@ -25,6 +25,7 @@ from velory_cli.importer import (
     ImportReport,
     RejectsWriter,
     import_file,
+    job,
     map_columns,
     open_source,
 )
@@ -166,7 +167,7 @@ def test_a_windows_1252_byte_far_into_the_file_starts_the_import_again(
 ) -> None:
     """UTF-8 is taken on trust; a Windows-1252 byte deep in the file undoes everything read so
     far (devices, errors, rejects) and the file is read again from its start."""
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(job, "CHUNK_ROWS", 3)
     rows = [f"S{i},X,,,,2024-01-01,," for i in range(20)]
     rows[2] = "BAD,X,,,,not a date,,"
     rows[15] = "S15,X,,Sjöberg,,2024-01-01,,"
@@ -475,7 +476,7 @@ def test_emails_are_stored_as_given(store: Store, tmp_path: Path, email: str) ->
 def test_the_repeat_names_the_first_row_across_chunks(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(job, "CHUNK_ROWS", 2)
     lines = [f"S{i},2024-01-01" for i in range(7)] + ["s1,2024-01-01", "S1,2024-01-01"]
     report = run_import(store, write(tmp_path, "a.csv", "Serial,Purchased\n" + "\n".join(lines)))
     assert errors(report) == [
@@ -493,7 +494,7 @@ def test_repeats_are_found_in_every_chunk_however_the_rows_are_placed(
     written, a rejected row) still finds a later row with the same serial, chunks apart."""
     if stored:
         run_import(store, write(tmp_path, "first.csv", "Serial,Purchased\nST1,2024-01-01\n"))
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(job, "CHUNK_ROWS", 2)
     lines = [
         "N1,,2024-01-01",  # row 2: a new device
         "BAD,not-an-email,2024-01-01",  # row 3: rejected, holds BAD
@@ -530,7 +531,7 @@ def test_repeats_are_found_in_every_chunk_however_the_rows_are_placed(
 def test_a_repeat_names_the_first_row_with_the_serial_however_the_chunks_fall(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(job, "CHUNK_ROWS", chunk_rows)
     serials = ["A", "B", "C", "b", "B", "D", "a", "A"]
     lines = [f"{serial},2024-01-01" for serial in serials]
     path = write(tmp_path, "a.csv", "Serial,Purchased\n" + "\n".join(lines) + "\n")
@@ -553,7 +554,7 @@ def test_a_repeat_names_the_first_row_with_the_serial_however_the_chunks_fall(
 def test_a_file_found_invalid_half_way_still_finds_repeats_of_the_rows_before(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(job, "CHUNK_ROWS", 2)
     lines = ["A,,2024-01-01", "B,,2024-01-01", "C,bad,2024-01-01", "D,,2024-01-01", "a,,2024-01-01"]
     path = write(tmp_path, "a.csv", "Serial,Email,Purchased\n" + "\n".join(lines) + "\n")
     report = run_import(store, path)
@@ -622,7 +623,7 @@ def test_a_failure_half_way_leaves_the_store_as_it_was(
 ) -> None:
     run_import(store, write(tmp_path, "a.csv", HEADER + "PF0,X,,,,2024-01-01,,\n"))
     before = store_snapshot(store)
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(job, "CHUNK_ROWS", 10)
     calls = 0
     real_write = store.import_insert
 
@@ -1015,7 +1016,7 @@ def test_a_rejects_file_that_cannot_be_written_stops_the_import(
 def test_progress_is_reported_as_bytes_read(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(job, "CHUNK_ROWS", 100)
     path = write(
         tmp_path, "a.csv", HEADER + "".join(f"S{i},X,,,,2024-01-01,,\n" for i in range(1000))
     )
@@ -1086,7 +1087,7 @@ def test_the_column_checks_agree_with_the_row_checks(
 
     options = {"date_order": order, "skip_invalid": skip_invalid}
     fast = _import_everything(content, ".csv", options)
-    with mock.patch.object(importer._Checker, "screen", lambda self, batch: None):
+    with mock.patch.object(job._Checker, "screen", lambda self, batch: None):
         slow = _import_everything(content, ".csv", options)
     assert fast == slow
 
@@ -1097,7 +1098,7 @@ def test_a_clean_file_is_checked_a_column_at_a_time(
     def no_row_by_row(self: Any, row: Any) -> Any:
         raise AssertionError("a clean chunk should not be checked row by row")
 
-    monkeypatch.setattr(importer._Checker, "check", no_row_by_row)
+    monkeypatch.setattr(job._Checker, "check", no_row_by_row)
     text = (
         HEADER
         + "PF1,X1,a@x.se,Åsa,Atea,01.12.2023,,\n"
