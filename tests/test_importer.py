@@ -29,6 +29,7 @@ from velory_cli.importer import (
     map_columns,
     open_source,
 )
+from velory_cli.importer.writes import ImportWrites
 from velory_cli.store import Store
 
 NOW = "2026-11-01T09:00:00Z"
@@ -625,7 +626,7 @@ def test_a_failure_half_way_leaves_the_store_as_it_was(
     before = store_snapshot(store)
     monkeypatch.setattr(job, "CHUNK_ROWS", 10)
     calls = 0
-    real_write = store.import_insert
+    real_write = ImportWrites.insert
 
     def failing_write(*args: Any, **kwargs: Any) -> int:
         nonlocal calls
@@ -634,7 +635,7 @@ def test_a_failure_half_way_leaves_the_store_as_it_was(
             raise KeyboardInterrupt  # the admin pressed Ctrl-C in the middle of the import
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(store, "import_insert", failing_write)
+    monkeypatch.setattr(ImportWrites, "insert", failing_write)
     rows = "".join(f"S{i},X,,,,2024-01-01,,\n" for i in range(50)) + "PF0,Changed,,,,,,\n"
     with pytest.raises(KeyboardInterrupt):
         run_import(store, write(tmp_path, "b.csv", HEADER + rows))
@@ -980,14 +981,14 @@ def test_a_read_error_half_way_is_input_unreadable_and_writes_nothing(
     disk = _FailingDisk(content, good=3 + 40)
     source = importer.Source(name="d.csv", stream=disk, size=None, suffix=".csv")
     chunks_written = 0
-    real_write = store.import_insert
+    real_write = ImportWrites.insert
 
     def counting_write(*args: Any, **kwargs: Any) -> int:
         nonlocal chunks_written
         chunks_written += 1
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(store, "import_insert", counting_write)
+    monkeypatch.setattr(ImportWrites, "insert", counting_write)
     with pytest.raises(InputUnreadable, match=r"cannot read d\.csv: Input/output error"):
         import_file(store, source, ImportOptions(), now=NOW, actor="tester")
     assert chunks_written >= 2

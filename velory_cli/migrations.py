@@ -74,7 +74,7 @@ def _devices_history_notes(db: Database) -> None:
         """
     )
     # A named index, not a UNIQUE column constraint: a first import into an empty store can
-    # drop it and build it once, sorted, at the end (see Store.import_defer_indexes).
+    # drop it and build it once, sorted, at the end (see importer.writes).
     db.execute("CREATE UNIQUE INDEX devices_serial ON devices (serial)")
     # One index answers every question asked by status and renewal date: what is due (the
     # statuses not removed, named), the notices due (active), what waits for an admin (started,

@@ -14,7 +14,8 @@ the file spells it.
 The package, from the bottom up; none of its modules imports one listed after it:
 ``columns`` (the fields, and the headers that name them), ``report`` (the result),
 ``sources`` (opening a file, its encoding and format), ``readers`` (its rows), ``rejects``
-(the rejected rows written back out), ``job`` (the checks and the import itself).
+(the rejected rows written back out), ``writes`` (the import's own SQL), ``job`` (the checks
+and the import itself).
 """
 
 from velory_cli.importer.columns import ALIASES, FIELDS, map_columns, normalise_header

@@ -24,6 +24,17 @@ from velory_cli.importer.readers import Batch, FileProblem, Reader, Row, open_re
 from velory_cli.importer.rejects import Rejected, RejectsWriter
 from velory_cli.importer.report import ImportReport, RowError, add_error
 from velory_cli.importer.sources import Encoding, Source, detect_encoding
+from velory_cli.importer.writes import (
+    DEVICE_ID,
+    IMPORT_ID,
+    IMPORT_ROW,
+    POSITION,
+    STATUS,
+    STORED_VALUES,
+    DeferredIndex,
+    ImportWrites,
+    StoredDevice,
+)
 from velory_cli.lifecycle import ACTIVE, REMOVED
 from velory_cli.models import SOURCE_IMPORTED
 from velory_cli.store import SERIALS_INDEX, Store
@@ -63,9 +74,9 @@ class ImportOptions:
 # errors (None when valid), what the file holds, column names, the serial as written.
 _NUMBER, _KEY, _VALUES, _ERRORS, _ORIGINAL, _NAMES, _SERIAL = range(7)
 _NO_VALUES = ("",) * 9  # the values of a rejected row, which holds only its serial
-# The parts of a stored device as Store.import_lookup returns it.
-_POSITION, _ID, _STATUS = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
-_STORED_VALUES = operator.itemgetter(slice(5, None))
+# A part of each stored device of a chunk, taken in one pass of C.
+_POSITION, _ID, _STATUS = map(operator.itemgetter, (POSITION, DEVICE_ID, STATUS))
+_STORED_VALUES = operator.itemgetter(STORED_VALUES)
 
 
 # ---- checking rows -------------------------------------------------------------------------
@@ -291,7 +302,7 @@ class _Import:
         rejects: RejectsWriter | None,
         progress: Callable[[int], None] | None,
     ) -> None:
-        self.store = store
+        self.writes = ImportWrites(store)
         self.source = source
         self.options = options
         self.now = now
@@ -312,7 +323,7 @@ class _Import:
         # (see run), and whether it still does; the indexes it dropped, to build at the end.
         self.trust_serials = False
         self.trusting = False
-        self.deferred: list[tuple[str, str]] = []
+        self.deferred: list[DeferredIndex] = []
         # The stored devices the file has named so far, when on trust.
         self.seen = _Seen()
 
@@ -370,19 +381,19 @@ class _Import:
         try:
             self.reader = reader = open_reader(self.source, encoding)
             report.format = reader.format
-            self.store_was_empty = not self.store.import_has_devices()
-            self.store.import_begin()
+            self.store_was_empty = not self.writes.has_devices()
+            self.writes.begin()
             first_import = self.store_was_empty and not self.options.dry_run
             self.trusting = first_import and self.trust_serials
             self.deferred = []
             if first_import:
-                self.deferred = self.store.import_defer_indexes(serials=self.trusting)
+                self.deferred = self.writes.defer_indexes(serials=self.trusting)
             for batch in reader.batches(CHUNK_ROWS):
                 self._flush(batch)
-            built = report.failed or self.store.import_restore_indexes(self.deferred)
+            built = report.failed or self.writes.restore_indexes(self.deferred)
             if not built:
                 raise _Repeats  # rows written on trust repeat a serial
-            self.store.import_end()
+            self.writes.end()
             finished = True
         except FileProblem as problem:
             report.file_error = RowError(problem.row, None, problem.message)
@@ -488,7 +499,7 @@ class _Import:
         dict; a device this import created, by its record in the store; a stored device, by
         the claim of its id; a new serial not written (a dry run, an invalid file, a rejected
         row), by the claim of the serial."""
-        store = self.store
+        writes = self.writes
         # Rows repeating a serial of an earlier chunk: position -> that row. Rows repeating
         # one of this chunk: position -> the position of its first row here (which may itself
         # repeat an earlier chunk's: the first row of all is named).
@@ -509,18 +520,19 @@ class _Import:
             # rows, which are not inserted, are looked up.
             positions = sorted(invalid)
             found = [
-                (positions[match[0]], *match[1:])
-                for match in store.import_lookup([keys[p] for p in positions])
+                (positions[match[POSITION]], *match[POSITION + 1 :])
+                for match in writes.lookup([keys[p] for p in positions])
             ]
         else:
-            found = store.import_lookup(keys)
-        stored: list[tuple[Any, ...]] = []
+            found = writes.lookup(keys)
+        stored: list[StoredDevice] = []
         for match in found:
-            position = match[0]
+            position = match[POSITION]
             if position in inner:
                 continue
-            if match[3] == this_import:
-                repeats[position] = match[4]  # a device an earlier row of this file created
+            if match[IMPORT_ID] == this_import:
+                # A device an earlier row of this file created.
+                repeats[position] = match[IMPORT_ROW]
             else:
                 stored.append(match)
         if stored and self.trust_serials:
@@ -529,23 +541,23 @@ class _Import:
             if self.seen.add(map(_ID, stored)):
                 raise _Repeats
         elif stored:
-            earlier = store.import_claim_devices(
-                [(match[1], numbers[match[0]]) for match in stored], numbers[0]
+            earlier = writes.claim_devices(
+                [(match[DEVICE_ID], numbers[match[POSITION]]) for match in stored], numbers[0]
             )
             if earlier:
                 for match in stored:
-                    if match[1] in earlier:
-                        repeats[match[0]] = earlier[match[1]]
-                stored = [match for match in stored if match[0] not in repeats]
+                    if match[DEVICE_ID] in earlier:
+                        repeats[match[POSITION]] = earlier[match[DEVICE_ID]]
+                stored = [match for match in stored if match[POSITION] not in repeats]
         if not (found or inner):
             self._insert(numbers, keys, columns, list(range(len(keys))), invalid, repeats)
         else:
-            taken = {match[0] for match in found}.union(inner)
+            taken = {match[POSITION] for match in found}.union(inner)
             if len(taken) < len(keys):
                 new = [position for position in range(len(keys)) if position not in taken]
                 self._insert(numbers, keys, columns, new, invalid, repeats)
         if stored:
-            self._update(columns, [match for match in stored if match[0] not in invalid])
+            self._update(columns, [match for match in stored if match[POSITION] not in invalid])
         for position, first in inner.items():
             repeats[position] = repeats.get(first, numbers[first])
         return repeats
@@ -554,10 +566,10 @@ class _Import:
         """A rejected row: its serial must be held from now on, which takes the serials'
         unique index. Built now over the rows written so far; if they repeat a serial, the
         import starts again without trust."""
-        serials = [index for index in self.deferred if index[0] == SERIALS_INDEX]
-        if not self.store.import_restore_indexes(serials):
+        serials = [index for index in self.deferred if index.name == SERIALS_INDEX]
+        if not self.writes.restore_indexes(serials):
             raise _Repeats
-        self.deferred = [index for index in self.deferred if index[0] != SERIALS_INDEX]
+        self.deferred = [index for index in self.deferred if index.name != SERIALS_INDEX]
         self.trusting = False
 
     def _insert(
@@ -572,14 +584,14 @@ class _Import:
         """The rows at positions ``new`` have serials the store does not hold: the valid ones
         inserted (or, not writing, claimed), the invalid ones claimed; a repeat found on the
         way is added to ``repeats``."""
-        store = self.store
+        writes = self.writes
         writing = self.writing
         if not writing or self.keys_claimed:
             claims = new  # not written, or an earlier rejected row may hold one of them
         else:
             claims = [p for p in new if p in invalid] if invalid else []
         if claims:
-            earlier = store.import_claim_keys([(keys[p], numbers[p]) for p in claims], numbers[0])
+            earlier = writes.claim_keys([(keys[p], numbers[p]) for p in claims], numbers[0])
             self.keys_claimed = True
             for position in claims:
                 first = earlier.get(keys[position])
@@ -593,15 +605,14 @@ class _Import:
         if not new:
             return
         if self.import_id is None:
-            self.import_id = store.import_record(
-                at=self.now, actor=self.actor, file=self.source.name
-            )
+            self.import_id = writes.record(at=self.now, actor=self.actor, file=self.source.name)
+        # By column, as NEW_DEVICE_COLUMNS: the row, then the fields in FIELDS order.
         if len(new) == len(keys):
             picked: Sequence[Sequence[Any]] = [numbers, *columns]
         else:
             pick = operator.itemgetter(*new) if len(new) > 1 else lambda seq: (seq[new[0]],)
             picked = [pick(numbers), *map(pick, columns)]
-        inserted = store.import_insert(
+        inserted = writes.insert(
             zip(*picked, strict=True),
             import_id=self.import_id,
             source=SOURCE_IMPORTED,
@@ -612,11 +623,11 @@ class _Import:
         if inserted < len(new):
             # Serials an earlier chunk of this file created (see _place): not inserted again.
             new_keys = [keys[p] for p in new]
-            for index, first in store.import_rows_of(new_keys, self.import_id, numbers[0]).items():
+            for index, first in writes.rows_of(new_keys, self.import_id, numbers[0]).items():
                 repeats[new[index]] = first
         self.report.inserted += inserted
 
-    def _update(self, columns: Sequence[Sequence[str]], stored: list[tuple[Any, ...]]) -> None:
+    def _update(self, columns: Sequence[Sequence[str]], stored: list[StoredDevice]) -> None:
         """Compare the stored devices of the chunk with the file's rows: the changed ones
         updated (an empty cell never clears a value), each change in the history."""
         report = self.report
@@ -637,7 +648,7 @@ class _Import:
         history: list[tuple[Any, ...]] = []
         for index in candidates:
             match = stored[index]
-            device_id, status = match[1], match[2]
+            device_id, status = match[DEVICE_ID], match[STATUS]
             if status == REMOVED:
                 report.skipped += 1
                 continue
@@ -645,7 +656,7 @@ class _Import:
                 report.unchanged += 1
                 continue
             row = rows[index]
-            merged = list(match[5:])
+            merged = list(match[STORED_VALUES])
             changes: dict[str, dict[str, Any]] = {}
             for index, column in enumerate(STORED_FIELDS):
                 value = row[index]
@@ -660,7 +671,7 @@ class _Import:
             history.append((device_id, now, actor, IMPORT_ACTION, status, status, details))
         report.updated += len(updates)
         if updates and self.writing:
-            self.store.import_update(updates, history)
+            self.writes.update(updates, history)
 
 
 @contextmanager
@@ -703,7 +714,7 @@ def import_file(
     trust_utf8 = trust_serials = True
     while True:
         try:
-            with store.import_transaction(write=not options.dry_run), _no_cycle_collection():
+            with job.writes.transaction(write=not options.dry_run), _no_cycle_collection():
                 job.run(trust_utf8=trust_utf8, trust_serials=trust_serials)
                 if report.failed or options.dry_run:
                     raise _RollBack
