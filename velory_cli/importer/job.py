@@ -35,8 +35,7 @@ from velory_cli.importer.writes import (
     ImportWrites,
     StoredDevice,
 )
-from velory_cli.lifecycle import ACTIVE, REMOVED
-from velory_cli.models import SOURCE_IMPORTED
+from velory_cli.models import ACTIVE, REMOVED, SOURCE_IMPORTED
 from velory_cli.store import SERIALS_INDEX, Store
 
 # The action of the history entries an import writes.
