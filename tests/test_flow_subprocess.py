@@ -267,3 +267,56 @@ def test_renewals_through_the_installed_command(run: Run, db: Path) -> None:
     )
     rows = ok(run(["--db", str(db), "renewals", "--as-of", "2026-06-01", "--json"]))
     assert [(r["serial"], r["days_left"]) for r in rows] == [("PAST", -31), ("EDGE", 30)]
+
+
+
+# What support runs once the user has started the process in Velory: the store's order, the
+# delivery, the return, the release.
+SUPPORT_SCRIPT = """\
+set -e
+VELORY order PF1 --model 'MacBook Air 13"'
+VELORY deliver PF1 --new-serial C02NEW
+VELORY confirm-return PF1 --bought-out --note 'Bought out, invoice 4471'
+VELORY release PF1
+"""
+
+
+def test_a_support_script_run_again_from_the_top_is_safe(
+    run: Run, db: Path, tmp_path: Path
+) -> None:
+    """Every line of a finished script, run again, is unchanged: the script (``set -e``) gets
+    through to its end, and the store is as the first run left it."""
+    seed(db, ("PF1", {"status": "renewal_started"}))
+    script = tmp_path / "renew.sh"
+    command = " ".join(f"'{part}'" for part in [*velory_command(), "--db", str(db)])
+    script.write_text(SUPPORT_SCRIPT.replace("VELORY", command))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VELORY_")}
+
+    def script_run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", str(script)],
+            capture_output=True,
+            text=True,
+            env={**env, "VELORY_ACTOR": "support"},
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+
+    first = script_run()
+    assert first.returncode == 0, first.stderr
+    with Store.open(db) as store:
+        device = store.device("PF1")
+        assert device is not None
+        history = store.history(device.id)
+        notes = store.notes(device.id)
+    second = script_run()
+    assert second.returncode == 0, second.stderr
+    assert "refused" not in second.stdout
+    assert second.stdout.count("unchanged") == 4
+    with Store.open(db) as store:
+        device = store.device("PF1")
+        assert device is not None
+        assert (device.status, device.outcome) == ("removed", "bought_out")
+        assert store.history(device.id) == history
+        assert store.notes(device.id) == notes
+        assert [d.serial for d in store.devices() if d.serial == "C02NEW"] == ["C02NEW"]

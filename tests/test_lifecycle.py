@@ -485,9 +485,9 @@ def test_order_records_the_model_once(store: Store) -> None:
         "renewal_started",
         {"model": "MacBook Air"},
     )
-    second = order_replacement(store, "O1", "MacBook Air", now=LATER, actor="ann")
-    assert second.failed == 1
-    assert second.results[0].error == (
+    other = order_replacement(store, "O1", "MacBook Pro", now=LATER, actor="ann")
+    assert other.failed == 1
+    assert other.results[0].error == (
         "O1 is renewal_started: a replacement (MacBook Air) was already ordered on "
         "2026-05-20; one replacement per renewing device"
     )
@@ -630,6 +630,116 @@ def test_deliver_after_the_return_was_confirmed(store: Store) -> None:
     order_replacement(store, "L1", "MacBook Air", now=NOW, actor="ann")
     confirm_returns(store, ["L1"], now=NOW, actor="ann")
     assert deliver(store, "L1", "NEW1").succeeded == 1
+
+
+# ---- re-runs: a support script run again, line by line -------------------------------------
+
+
+def rerun_script(store: Store, serial: str = "L1") -> None:
+    """The whole renewal of ``serial``, as a support script runs it."""
+    started(store, serial)
+    assert order_replacement(store, serial, "MacBook Air", now=NOW, actor="ann").succeeded == 1
+    assert deliver(store, serial, "NEW1").succeeded == 1
+    assert confirm_returns(store, [serial], now=NOW, actor="ann", bought_out=True).succeeded == 1
+    assert release_devices(store, [serial], now=NOW, actor="ann").succeeded == 1
+
+
+def test_every_line_of_a_finished_script_run_again_is_unchanged(store: Store) -> None:
+    rerun_script(store)
+    history = history_actions(store, "L1")
+    reports = [
+        order_replacement(store, "l1", "MacBook Air", now=LATER, actor="bob"),
+        deliver(store, "L1", " new1 "),
+        confirm_returns(store, ["L1"], now=LATER, actor="bob", bought_out=True),
+        release_devices(store, ["L1"], now=LATER, actor="bob"),
+    ]
+    for report in reports:
+        assert (report.succeeded, report.unchanged, report.failed) == (0, 1, 0), report
+        assert report.results[0].status == "removed"
+    assert history_actions(store, "L1") == history
+    assert [device.serial for device in store.devices() if device.serial == "NEW1"] == ["NEW1"]
+    new = store.device("NEW1")
+    assert new is not None
+    # A deliver run again names the device it created the first time, and queues nothing new.
+    assert reports[1].to_dict()["new_device"] == new.to_dict()
+    old = store.device("L1")
+    assert old is not None
+    assert len(store.notices_for_device(old.id)) == 1
+
+
+@pytest.mark.parametrize("status", ["renewal_started", "return_confirmed"])
+def test_order_and_deliver_again_are_unchanged_while_the_renewal_goes_on(
+    store: Store, status: str
+) -> None:
+    started(store, "L1")
+    order_replacement(store, "L1", "MacBook Air", now=NOW, actor="ann")
+    deliver(store, "L1", "NEW1")
+    if status == "return_confirmed":
+        confirm_returns(store, ["L1"], now=NOW, actor="ann")
+    again = order_replacement(store, "L1", "MacBook Air", now=LATER, actor="ann")
+    assert (again.unchanged, again.failed, again.results[0].status) == (1, 0, status)
+    delivered = deliver(store, "L1", "NEW1")
+    assert (delivered.unchanged, delivered.failed) == (1, 0)
+    assert delivered.messages == []
+
+
+def test_a_rerun_with_other_values_is_refused_as_before(store: Store) -> None:
+    rerun_script(store)
+    other_model = order_replacement(store, "L1", "MacBook Pro", now=LATER, actor="ann")
+    assert other_model.results[0].error == (
+        "L1 is removed: order needs renewal_started; a removed device does not go back there"
+    )
+    other_serial = deliver(store, "L1", "NEW2")
+    assert other_serial.results[0].error == (
+        "L1 is removed: deliver needs renewal_started or return_confirmed; "
+        "run velory reinstate first"
+    )
+    assert store.device("NEW2") is None
+    other_outcome = confirm_returns(store, ["L1"], now=LATER, actor="ann")
+    assert other_outcome.failed == 1
+    assert other_outcome.results[0].error == (
+        "L1 is removed: confirm-return needs renewal_started; "
+        "a removed device does not go back there"
+    )
+
+
+def test_confirm_return_on_a_device_removed_otherwise_is_refused(store: Store) -> None:
+    # Released without an outcome (a store from before outcomes were kept): no confirmation to
+    # match, so a confirmation now is not a re-run.
+    add_device(store, "R1", status="removed", outcome=None)
+    report = confirm_returns(store, ["R1"], now=NOW, actor="ann")
+    assert report.failed == 1
+
+
+def test_the_table_says_what_a_rerun_is() -> None:
+    device = models.Device(
+        id=1,
+        serial="L1",
+        model=None,
+        category=None,
+        user_email=None,
+        user_name=None,
+        distributor=None,
+        source="imported",
+        purchase_date=None,
+        renewal_date=None,
+        status="removed",
+        outcome="returned",
+        replacement_serial="NEW1",
+        replaces_serial=None,
+        ordered_model="X",
+        ordered_at=NOW,
+    )
+    assert lifecycle.already_done(device, "order", lifecycle.Asked(model="X"))
+    assert not lifecycle.already_done(device, "order", lifecycle.Asked(model="Y"))
+    assert lifecycle.already_done(device, "deliver", lifecycle.Asked(new_serial="new1"))
+    assert lifecycle.already_done(device, "confirm-return", lifecycle.Asked(outcome="returned"))
+    assert not lifecycle.already_done(
+        device, "confirm-return", lifecycle.Asked(outcome="bought_out")
+    )
+    assert lifecycle.already_done(device, "release")
+    assert not lifecycle.already_done(device, "start")
+    assert not lifecycle.already_done(device, "note")
 
 
 def test_deliver_refuses_an_empty_serial_and_a_bad_term(store: Store) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from velory_cli.dates import add_months
 from velory_cli.errors import ConfigError, UsageError
+from velory_cli.folding import fold
 
 # The names imported as themselves are passed on: the notices and the importer read those
 # statuses through lifecycle.
@@ -52,10 +53,29 @@ def status_label(status: str, outcome: str | None = None) -> str:
 # Every action on a device, the statuses it may start from and the status it leads to (None:
 # the status stays). This table is the only place that says which move is allowed: the actions
 # below, their refusal messages and the hints about what a device needs first all read it.
-# A status-changing action is one more row here, carried out by ``change_status`` (which
-# also reports a device already at the row's target as unchanged).
+# A status-changing action is one more row here, carried out by ``change_status``.
+#
+# Each row also says when a device already has what the action would give it (``done``): a
+# script run again, which is reported unchanged, not refused, whatever the device's status now
+# (a device its next line already released included). The same action with other values falls
+# through to the refusals as before.
 
 Guard = Callable[[Device], str | None]
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The values an action was given, for telling a re-run from a different request."""
+
+    outcome: str | None = None
+    model: str | None = None
+    new_serial: str | None = None
+
+
+# Whether the device already has what the action, asked this way, would give it.
+Done = Callable[[Device, Asked], bool]
+# Why a device that had the action with other values is refused; None when it did not.
+Conflict = Callable[[Device, Asked], str | None]
 
 
 def _not_dustin(device: Device) -> str | None:
@@ -97,6 +117,36 @@ def _not_delivered(device: Device) -> str | None:
     return None
 
 
+def _ordered_as(device: Device, asked: Asked) -> bool:
+    return bool(device.ordered_at) and device.ordered_model == asked.model
+
+
+def _delivered_as(device: Device, asked: Asked) -> bool:
+    return (
+        device.replacement_serial is not None
+        and asked.new_serial is not None
+        and fold(device.replacement_serial) == fold(asked.new_serial)
+    )
+
+
+def _confirmed_as(device: Device, asked: Asked) -> bool:
+    """Confirmed with this outcome: still so, or released since. A confirmed device from
+    before outcomes were kept counts as either."""
+    if device.status == RETURN_CONFIRMED:
+        return device.outcome in (None, asked.outcome)
+    return device.status == REMOVED and asked.outcome is not None and (
+        device.outcome == asked.outcome
+    )
+
+
+def _confirmed_otherwise(device: Device, asked: Asked) -> str | None:
+    if device.status == RETURN_CONFIRMED and device.outcome != asked.outcome:
+        return (
+            f"it was already confirmed as {device.outcome}; add a note to record otherwise"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Transition:
     """Where an action may start (``sources``), where it leads (``target``, None: the status
@@ -108,14 +158,28 @@ class Transition:
     # What a device in none of ``sources`` is told instead of a way there, where no way
     # there makes sense.
     only_from: str | None = None
+    # A re-run (see above); None: the device is already at ``target``.
+    done: Done | None = None
+    # Why the action done before with other values is refused, before the status is looked at.
+    conflict: Conflict | None = None
 
 
 TRANSITIONS: dict[str, Transition] = {
     "start": Transition((ACTIVE,), RENEWAL_STARTED, (_not_dustin, _not_from_store)),
-    "order": Transition((RENEWAL_STARTED,), None, (_not_ordered_yet,)),
+    "order": Transition((RENEWAL_STARTED,), None, (_not_ordered_yet,), done=_ordered_as),
     # The old device may be returned before its replacement arrives: deliver still links them.
-    "deliver": Transition((RENEWAL_STARTED, RETURN_CONFIRMED), None, (_ordered, _not_delivered)),
-    "confirm-return": Transition((RENEWAL_STARTED,), RETURN_CONFIRMED),
+    "deliver": Transition(
+        (RENEWAL_STARTED, RETURN_CONFIRMED),
+        None,
+        (_ordered, _not_delivered),
+        done=_delivered_as,
+    ),
+    "confirm-return": Transition(
+        (RENEWAL_STARTED,),
+        RETURN_CONFIRMED,
+        done=_confirmed_as,
+        conflict=_confirmed_otherwise,
+    ),
     "release": Transition((RETURN_CONFIRMED,), REMOVED),
     # Undo a release made by mistake. A release deletes nothing, so this loses nothing.
     "reinstate": Transition(
@@ -125,11 +189,23 @@ TRANSITIONS: dict[str, Transition] = {
 }
 
 
-def refusal(device: Device, action: str) -> str | None:
+def already_done(device: Device, action: str, asked: Asked = Asked()) -> bool:
+    """Whether ``device`` already has what ``action``, asked this way, would give it: a re-run,
+    reported unchanged."""
+    transition = TRANSITIONS[action]
+    if transition.done is not None:
+        return transition.done(device, asked)
+    return transition.target is not None and device.status == transition.target
+
+
+def refusal(device: Device, action: str, asked: Asked = Asked()) -> str | None:
     """Why ``action`` cannot be done on ``device`` now, as one line naming the device, its
     status and what it needs first; None when it can."""
     transition = TRANSITIONS[action]
     prefix = f"{device.serial} is {device.status}"
+    conflict = transition.conflict(device, asked) if transition.conflict else None
+    if conflict:
+        return f"{prefix}: {conflict}"
     if device.status not in transition.sources:
         needs = " or ".join(transition.sources)
         hint = transition.only_from or _way_there(device, transition.sources)
@@ -258,13 +334,21 @@ def _refused(device: Device, error: str) -> ActionResult:
     )
 
 
-def _allowed_device(store: Store, action: str, serial: str) -> Device | ActionResult:
+def _unchanged(device: Device) -> ActionResult:
+    return ActionResult(device.serial, True, False, device.status, outcome=device.outcome)
+
+
+def _allowed_device(
+    store: Store, action: str, serial: str, asked: Asked = Asked()
+) -> Device | ActionResult:
     """The device ``action`` may be done on now, or the result that says why not: no device
-    has the serial, or ``TRANSITIONS`` refuses it."""
+    has the serial, it already has what was asked (unchanged), or ``TRANSITIONS`` refuses it."""
     device = store.device(serial)
     if device is None:
         return _unknown(serial)
-    reason = refusal(device, action)
+    if already_done(device, action, asked):
+        return _unchanged(device)
+    reason = refusal(device, action, asked)
     return _refused(device, reason) if reason else device
 
 
@@ -277,12 +361,13 @@ def _change_one(
     actor: str,
     details: dict[str, Any],
     change: Callable[[Device], None],
+    asked: Asked = Asked(),
 ) -> ActionReport:
     """An action on one device that keeps its status (order, note), in one transaction: the
     device, if the action is allowed on it, is changed by ``change`` and gets a history entry
     with ``details``."""
     with store.transaction():
-        found = _allowed_device(store, action, serial)
+        found = _allowed_device(store, action, serial, asked)
         if isinstance(found, ActionResult):
             return ActionReport(action, [found])
         change(found)
@@ -379,6 +464,7 @@ def change_status(
     if target is None:
         raise ValueError(f"{action} does not change a status")
     wanted = unique_serials(serials)
+    asked = Asked(outcome=outcome)
     results: list[ActionResult] = []
     changes: list[StatusChange] = []
     already_there: list[Device] = []
@@ -390,24 +476,11 @@ def change_status(
             if device is None:
                 results.append(_unknown(serial))
                 continue
-            if device.status == target:
-                if outcome and device.outcome and device.outcome != outcome:
-                    results.append(
-                        _refused(
-                            device,
-                            f"{device.serial} is {device.status}: it was already confirmed as "
-                            f"{device.outcome}; add a note to record otherwise",
-                        )
-                    )
-                else:
-                    results.append(
-                        ActionResult(
-                            device.serial, True, False, device.status, outcome=device.outcome
-                        )
-                    )
-                    already_there.append(device)
+            if already_done(device, action, asked):
+                results.append(_unchanged(device))
+                already_there.append(device)
                 continue
-            reason = refusal(device, action)
+            reason = refusal(device, action, asked)
             if reason:
                 results.append(_refused(device, reason))
                 continue
@@ -512,6 +585,7 @@ def order_replacement(
         change=lambda device: store.update_device(
             device.id, {"ordered_model": model, "ordered_at": now, "updated_at": now}
         ),
+        asked=Asked(model=model),
     )
 
 
@@ -541,9 +615,12 @@ def deliver_replacement(
         raise ConfigError(f"term_months must be a positive number of months, not {term_months}")
     report = ActionReport("deliver", [])
     with store.transaction():
-        found = _allowed_device(store, "deliver", serial)
+        found = _allowed_device(store, "deliver", serial, Asked(new_serial=new_serial))
         if isinstance(found, ActionResult):
             report.results.append(found)
+            if found.ok:
+                # Delivered before (a re-run): new_device is the one it created then.
+                report.new_device = store.device(new_serial)
             return report
         device = found
         existing = store.device(new_serial)
