@@ -7,6 +7,7 @@ Only the CLI reads the real environment; it hands ``os.environ`` (or a test's ow
 from __future__ import annotations
 
 import getpass
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,14 @@ DB_FILE = "velory.db"
 DEFAULT_BUSY_TIMEOUT = 10.0
 DEFAULT_TERM_MONTHS = 36
 DEFAULT_LEAD_DAYS = 30
+# The furthest ahead a listing or a notice run looks (--within, --lead-days, lead_days): ten
+# years, beyond any device's term; more is a typo, and days that far out are no dates at all.
+MAX_DAYS_AHEAD = 3650
+# The longest term a delivered device gets (term_months), as --term-months takes it: 20 years.
+MAX_TERM_MONTHS = 240
+# The longest wait for the store or the mail server: a day. A longer one is a typo, and one
+# past what the system's clock can count makes SQLite wait not at all.
+MAX_TIMEOUT = 86_400.0
 
 # config.toml keys that the environment may also set, as VELORY_<KEY upper-cased>.
 MAIL_KEYS = ("smtp_host", "smtp_port", "smtp_user", "smtp_password", "smtp_tls", "mail_from")
@@ -78,20 +87,41 @@ class Settings:
             return False
         raise ConfigError(f"{key} must be true or false, not {raw!r}")
 
-    def integer(self, key: str, default: int) -> int:
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
+        """A whole number from ``minimum`` to ``maximum``: anything else is a configuration
+        error naming the setting, never an overflow further on."""
+        raw = self.value(key, default)
+        number: int | None = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            number = raw
+        elif isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d{1,9}\s*", raw, re.ASCII):
+            number = int(raw)
+        if number is None or not minimum <= number <= maximum:
+            raise ConfigError(
+                f"{key} must be a whole number from {minimum} to {maximum}, not {raw!r}"
+            )
+        return number
+
+    def seconds(self, key: str, default: float) -> float:
+        """A timeout: a positive, finite number of seconds up to a day (``nan`` and ``inf``
+        are numbers to ``float()``, not timeouts)."""
+        import math
+
         raw = self.value(key, default)
         try:
-            return int(raw)
+            number = float(raw) if not isinstance(raw, bool) else math.nan
         except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a whole number, not {raw!r}") from None
+            number = math.nan
+        if not (math.isfinite(number) and 0 < number <= MAX_TIMEOUT):
+            raise ConfigError(
+                f"{key} must be a number of seconds above 0 and up to {MAX_TIMEOUT:.0f}, "
+                f"not {raw!r}"
+            )
+        return number
 
     @property
     def busy_timeout(self) -> float:
-        raw = self.value("busy_timeout", DEFAULT_BUSY_TIMEOUT)
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"busy_timeout must be a number of seconds, not {raw!r}") from None
+        return self.seconds("busy_timeout", DEFAULT_BUSY_TIMEOUT)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -140,6 +170,9 @@ __all__ = [
     "DEFAULT_LEAD_DAYS",
     "DEFAULT_TERM_MONTHS",
     "MAIL_KEYS",
+    "MAX_DAYS_AHEAD",
+    "MAX_TERM_MONTHS",
+    "MAX_TIMEOUT",
     "Settings",
     "app_dir",
     "config_is_private",

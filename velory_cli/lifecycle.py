@@ -134,16 +134,14 @@ def _confirmed_as(device: Device, asked: Asked) -> bool:
     before outcomes were kept counts as either."""
     if device.status == RETURN_CONFIRMED:
         return device.outcome in (None, asked.outcome)
-    return device.status == REMOVED and asked.outcome is not None and (
-        device.outcome == asked.outcome
+    return (
+        device.status == REMOVED and asked.outcome is not None and (device.outcome == asked.outcome)
     )
 
 
 def _confirmed_otherwise(device: Device, asked: Asked) -> str | None:
     if device.status == RETURN_CONFIRMED and device.outcome != asked.outcome:
-        return (
-            f"it was already confirmed as {device.outcome}; add a note to record otherwise"
-        )
+        return f"it was already confirmed as {device.outcome}; add a note to record otherwise"
     return None
 
 

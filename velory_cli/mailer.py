@@ -199,13 +199,7 @@ def _smtp_settings(settings: Settings, host: str) -> tuple[SmtpSettings, list[st
         raise ConfigError("VELORY_SMTP_USER is set but VELORY_SMTP_PASSWORD is not")
     if password is not None and not user:
         raise ConfigError("VELORY_SMTP_PASSWORD is set but VELORY_SMTP_USER is not")
-    timeout_raw = settings.value("smtp_timeout", DEFAULT_TIMEOUT)
-    try:
-        timeout = float(timeout_raw)
-    except (TypeError, ValueError):
-        timeout = 0.0
-    if timeout <= 0:
-        raise ConfigError(f"smtp_timeout must be a number of seconds, not {timeout_raw!r}")
+    timeout = settings.seconds("smtp_timeout", DEFAULT_TIMEOUT)
     password_in_file = (
         password is not None
         and not settings.env.get("VELORY_SMTP_PASSWORD")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from velory_cli import lifecycle
-from velory_cli.config import DEFAULT_LEAD_DAYS, Settings
+from velory_cli.config import DEFAULT_LEAD_DAYS, MAX_DAYS_AHEAD, Settings
 from velory_cli.errors import (
     ConfigError,
     ExitCode,
@@ -123,9 +123,11 @@ def parse_reminder_days(raw: Any) -> tuple[int, ...]:
 def notice_rules(settings: Settings, as_of: date, lead_days: int | None = None) -> NoticeRules:
     """The rules of this run: ``--lead-days`` over ``lead_days`` in config.toml over 30."""
     if lead_days is None:
-        lead_days = settings.integer("lead_days", DEFAULT_LEAD_DAYS)
-    if lead_days < 0:
-        raise ConfigError(f"lead_days must be 0 or more days, not {lead_days}")
+        lead_days = settings.integer(
+            "lead_days", DEFAULT_LEAD_DAYS, minimum=0, maximum=MAX_DAYS_AHEAD
+        )
+    if not 0 <= lead_days <= MAX_DAYS_AHEAD:
+        raise ConfigError(f"lead_days must be 0 to {MAX_DAYS_AHEAD} days, not {lead_days}")
     return NoticeRules(
         as_of=as_of,
         lead_days=lead_days,

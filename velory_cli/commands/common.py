@@ -63,13 +63,23 @@ def today_local() -> date:
 
 
 def parse_as_of(value: str | None) -> date:
-    """--as-of: an ISO date, default today's local date."""
+    """--as-of: an ISO date, default today's local date. Every command's --as-of comes through
+    here, so what it accepts is decided once: only the years an imported date may have, since a
+    day near the calendar's end (9999-12-31) has no "30 days later" to count to."""
+    from velory_cli.dates import FIRST_YEAR, LAST_YEAR
+
     if value is None:
         return today_local()
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise UsageError(f"--as-of must be a date like 2026-12-01, not {value!r}") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise UsageError(
+            f"--as-of {value.strip()} is out of range: velory takes years {FIRST_YEAR} to "
+            f"{LAST_YEAR}"
+        )
+    return day
 
 
 def output_mode(json_out: bool, csv_out: bool = False) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from velory_cli.commands.common import CsvOption, JsonOption, output_mode, parse_as_of, state
+from velory_cli.config import MAX_DAYS_AHEAD
 from velory_cli.models import DEVICE_STATUSES, REMOVED
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ _NOT_REMOVED = tuple(status for status in DEVICE_STATUSES if status != REMOVED)
 def renewals(
     ctx: typer.Context,
     within: Annotated[
-        int, typer.Option("--within", min=0, help="Days ahead of --as-of to look.")
+        int,
+        typer.Option("--within", min=0, max=MAX_DAYS_AHEAD, help="Days ahead of --as-of to look."),
     ] = 30,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="The day to count from (default today).")

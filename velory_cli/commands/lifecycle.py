@@ -95,11 +95,13 @@ def deliver(
     json_out: JsonOption = False,
 ) -> None:
     """The replacement arrived: it becomes an active store device of the same user."""
-    from velory_cli.config import DEFAULT_TERM_MONTHS
+    from velory_cli.config import DEFAULT_TERM_MONTHS, MAX_TERM_MONTHS
     from velory_cli.lifecycle import deliver_replacement
 
     st = state(ctx)
-    term_months = st.settings.integer("term_months", DEFAULT_TERM_MONTHS)
+    term_months = st.settings.integer(
+        "term_months", DEFAULT_TERM_MONTHS, minimum=1, maximum=MAX_TERM_MONTHS
+    )
     with st.store() as store:
         report = deliver_replacement(
             store,

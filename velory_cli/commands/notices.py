@@ -16,6 +16,7 @@ from velory_cli.commands.common import (
     parse_as_of,
     state,
 )
+from velory_cli.config import MAX_DAYS_AHEAD
 
 if TYPE_CHECKING:
     from velory_cli.notices import SendReport
@@ -43,6 +44,7 @@ def send(
         typer.Option(
             "--lead-days",
             min=0,
+            max=MAX_DAYS_AHEAD,
             help="Days before the renewal date a notice is due (default lead_days, else 30).",
             show_default=False,
         ),
