@@ -269,7 +269,6 @@ def test_renewals_through_the_installed_command(run: Run, db: Path) -> None:
     assert [(r["serial"], r["days_left"]) for r in rows] == [("PAST", -31), ("EDGE", 30)]
 
 
-
 # What support runs once the user has started the process in Velory: the store's order, the
 # delivery, the return, the release.
 SUPPORT_SCRIPT = """\

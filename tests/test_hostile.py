@@ -504,6 +504,66 @@ def test_existing_output_files_are_never_overwritten_without_force(
     assert paths["backup.db"].read_bytes().startswith(b"SQLite format 3\x00")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link to /dev/null"])
+def test_an_output_that_is_not_a_regular_file_is_refused_force_or_not(
+    velory: Velory, tmp_path: Path, db: Path, kind: str
+) -> None:
+    """``export --output /dev/null --force`` replaced the device node with a file of names and
+    emails; a named pipe or a folder in an output's place is refused the same way (73)."""
+    seed(db, [device_values("A1")])
+    before = fingerprint(db)
+    bad_rows = write_csv(tmp_path / "bad.csv", [good_row(1), ["", *good_row(2)[1:]]])
+    target = tmp_path / "target"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        target.symlink_to(os.devnull)
+    node = os.lstat(target)
+    for args in (
+        ["export", "--output", str(target)],
+        ["export", "--json", "--output", str(target)],
+        ["import", str(bad_rows), "--skip-invalid", "--rejects", str(target)],
+        ["db", "backup", str(target)],
+    ):
+        for force in ([], ["--force"]):
+            result = velory(*args, *force)
+            assert_clean_failure_cp(result, 73, str(target))
+            after = os.lstat(target)
+            assert (after.st_ino, after.st_mode) == (node.st_ino, node.st_mode), args
+    assert fingerprint(db) == before  # the import never ran: its rejects file was refused first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".target")] == []
+
+
+def test_files_with_personal_data_are_private_whatever_the_umask(
+    env: dict[str, str], tmp_path: Path, db: Path
+) -> None:
+    seed(db, [device_values("DUE1", renewal_date="2026-11-20")])
+    bad_rows = write_csv(tmp_path / "bad.csv", [good_row(1), ["", *good_row(2)[1:]]])
+    settings = velory_env(env)
+    written = {
+        "export": tmp_path / "export.csv",
+        "rejects": tmp_path / "rejects.csv",
+        "backup": tmp_path / "backup.db",
+    }
+    outbox = tmp_path / "outbox"
+    for args in (
+        ["export", "--output", str(written["export"])],
+        ["import", str(bad_rows), "--skip-invalid", "--rejects", str(written["rejects"])],
+        ["db", "backup", str(written["backup"])],
+        ["notices", "send", "--as-of", "2026-11-01", "--outbox", str(outbox)],
+    ):
+        result = run_velory(
+            ["--db", str(db), *args], settings, tmp_path, preexec_fn=lambda: _umask(0o022)
+        )
+        assert result.returncode == 0, (args, str(result))
+    mails = list(outbox.glob("*.eml"))
+    assert len(mails) == 1
+    for path in [*written.values(), *mails]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
 def test_the_store_itself_is_never_an_output_even_with_force(
     velory: Velory, tmp_path: Path, db: Path
 ) -> None:

@@ -352,3 +352,35 @@ def test_an_outbox_that_cannot_be_written_is_exit_73(tmp_path: Path) -> None:
     assert caught.value.exit_code == 73
     with pytest.raises(OutputUnwritable):
         OutboxTransport(blocker / "below").open()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link to /dev/null"])
+def test_an_outbox_never_replaces_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    outbox = OutboxTransport(tmp_path / "out")
+    outbox.open()
+    target = outbox.path_for("<velory.1.a.20261201@example.com>")
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        target.symlink_to(os.devnull)
+    before = os.lstat(target)
+    with pytest.raises(OutputUnwritable) as caught:
+        outbox.send(mail())
+    assert caught.value.exit_code == 73
+    assert "\n" not in caught.value.message
+    assert os.lstat(target).st_ino == before.st_ino
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [target.name]
+
+
+def test_an_outbox_mail_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        outbox = OutboxTransport(tmp_path / "out")
+        outbox.open()
+        outbox.send(mail())
+    finally:
+        os.umask(old)
+    (written,) = (tmp_path / "out").iterdir()
+    assert oct(written.stat().st_mode & 0o777) == oct(0o600)

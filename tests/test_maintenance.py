@@ -29,6 +29,38 @@ def test_backup_is_a_complete_private_store(tmp_path: Path) -> None:
         assert check_store(copy, now=NOW).ok
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link to /dev/null"])
+def test_backup_never_replaces_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    import os
+
+    target = tmp_path / "backup.db"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        target.symlink_to(os.devnull)
+    before = os.lstat(target)
+    with Store.open(tmp_path / "velory.db") as store, pytest.raises(OutputUnwritable) as caught:
+        backup_store(store, target, force=True)
+    assert caught.value.exit_code == 73
+    assert os.lstat(target).st_ino == before.st_ino
+    # No temporary copy left beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db", "velory.db"]
+
+
+def test_backup_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0)
+    try:
+        with Store.open(tmp_path / "velory.db") as store:
+            target = backup_store(store, tmp_path / "backup.db")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
 def test_backup_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     target = tmp_path / "backup.db"
     target.write_text("yesterday's backup")

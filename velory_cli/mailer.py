@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
+from velory_cli import outputs
 from velory_cli.config import Settings, config_is_private
 from velory_cli.errors import ConfigError, OutputUnwritable
 
@@ -495,6 +496,7 @@ class OutboxTransport:
         from email import policy
 
         target = self.path_for(mail.message_id)
+        outputs.is_existing_file(target)  # a folder or a pipe by that name is never replaced
         data = mail.message.as_bytes(policy=policy.SMTPUTF8)
         try:
             fd, name = tempfile.mkstemp(prefix=".velory-", suffix=".tmp", dir=self.folder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from velory_cli import migrations
 from velory_cli.errors import OutputUnwritable
-from velory_cli.outputs import discard
+from velory_cli.outputs import check_target, discard, private_temp_file
 from velory_cli.store import Store
 
 # A notice still "sending" this long after its claim was left by a run that died; the next
@@ -26,21 +25,13 @@ def backup_store(store: Store, target: Path, *, force: bool = False) -> Path:
     a half-written file where the backup should be.
     """
     target = Path(target)
-    if target.is_dir():
-        raise OutputUnwritable(f"{target} is a folder; name the backup file")
-    if target.exists() and not force:
-        raise OutputUnwritable(f"{target} already exists; use --force to overwrite it")
     if target.resolve() == store.path.resolve():
         raise OutputUnwritable(f"{target} is the store itself")
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputUnwritable(f"cannot write the backup {target}: {exc.strerror}") from None
+    check_target(target, force=force, store_allowed=True)
+    temp_name = private_temp_file(target)
     import sqlite3
 
     try:
-        os.chmod(temp_name, 0o600)
         store.backup_to(Path(temp_name))
         os.replace(temp_name, target)
     except (OSError, sqlite3.Error) as exc:
