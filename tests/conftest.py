@@ -33,6 +33,17 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def empty_store(home: Path) -> Path:
+    """The test's default store, there and empty, as ``velory db init`` leaves it: every command
+    but import and db init needs one to be there."""
+    from velory_cli.store import Store
+
+    path = home / "velory.db"
+    Store.open(path).close()
+    return path
+
+
+@pytest.fixture
 def env(home: Path) -> dict[str, str]:
     """The environment a test's velory sees: its own app directory, no mail settings."""
     return {

@@ -21,9 +21,9 @@ from velory_cli.store import Store
 
 
 @pytest.fixture
-def db(home: Path) -> Path:
-    """The default store of the test's app directory."""
-    return home / "velory.db"
+def db(empty_store: Path) -> Path:
+    """The default store of the test's app directory, there and empty."""
+    return empty_store
 
 
 def seed(db: Path, *devices: tuple[str, dict[str, Any]]) -> None:

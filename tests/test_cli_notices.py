@@ -221,7 +221,7 @@ def test_an_outbox_that_cannot_be_written_exits_73(
     "args",
     [["--as-of", "next week"], ["--lead-days", "-1"], ["--lead-days", "soon"]],
 )
-def test_bad_options_are_usage_errors(invoke: Invoke, home: Path, args: list[str]) -> None:
+def test_bad_options_are_usage_errors(invoke: Invoke, empty_store: Path, args: list[str]) -> None:
     result = invoke(["notices", "send", "--dry-run", *args])
     assert result.exit_code == 2
     assert result.stdout == ""
@@ -296,7 +296,7 @@ def test_a_broken_template_exits_78_before_anything_is_sent(
 
 
 def test_a_config_file_with_a_password_others_can_read_is_warned_about(
-    invoke: Invoke, home: Path, tmp_path: Path
+    invoke: Invoke, home: Path, empty_store: Path
 ) -> None:
     write_config(
         home,
@@ -364,14 +364,14 @@ def test_list_as_csv_and_as_a_table(invoke: Invoke, home: Path, smtp_server: Smt
     assert "gone@example.com" in table.stdout
 
 
-def test_an_empty_ledger(invoke: Invoke, home: Path) -> None:
+def test_an_empty_ledger(invoke: Invoke, empty_store: Path) -> None:
     result = invoke(["notices", "list"])
     assert result.exit_code == 0, result.output
     assert "No notices." in result.stdout
 
 
 @pytest.mark.parametrize("args", [["--status", "done"], ["--kind", "letter"], ["--json", "--csv"]])
-def test_list_usage_errors(invoke: Invoke, home: Path, args: list[str]) -> None:
+def test_list_usage_errors(invoke: Invoke, empty_store: Path, args: list[str]) -> None:
     result = invoke(["notices", "list", *args])
     assert result.exit_code == 2
     assert result.stdout == ""

@@ -162,8 +162,9 @@ def test_a_mail_accepted_while_another_writer_holds_the_store_is_still_recorded(
 
 
 def test_velorys_creating_the_same_new_store_at_once(tmp_path: Path, env: dict[str, str]) -> None:
-    """The first use of a store, by several commands at once (cron and an admin): one of them
-    creates and migrates it, the others wait and use it."""
+    """The first use of a store, by several commands at once (an admin's db init and import,
+    cron's readers): the creators take turns, one builds and migrates the store and the others
+    use it; a reader finds a store, or none (74, named), never half of one."""
     source = tmp_path / "few.csv"
     source.write_text(
         "Serial,Renewal Date\n" + "".join(f"F{n},2027-01-01\n" for n in range(5)), encoding="utf-8"
@@ -171,20 +172,33 @@ def test_velorys_creating_the_same_new_store_at_once(tmp_path: Path, env: dict[s
     settings = velory_env(env)
     for attempt in range(3):
         db = tmp_path / f"new-{attempt}" / "velory.db"
-        commands = [
-            ["--db", str(db), "devices", "--json"],
+        creators = [
+            ["--db", str(db), "db", "init"],
             ["--db", str(db), "import", str(source), "--json"],
+            ["--db", str(db), "db", "init", "--json"],
+        ]
+        readers = [
+            ["--db", str(db), "devices", "--json"],
             ["--db", str(db), "stats", "--json"],
             ["--db", str(db), "notices", "list", "--json"],
             ["--db", str(db), "todo", "--json"],
             ["--db", str(db), "renewals", "--json"],
         ]
-        results = [finish(proc) for proc in [start(args, settings, tmp_path) for args in commands]]
-        for result in results:
+        started = [start(args, settings, tmp_path) for args in [*creators, *readers]]
+        results = [finish(proc) for proc in started]
+        for result in results[: len(creators)]:
             assert result.returncode == 0, str(result)
+            assert_no_traceback(result)
+        for result in results[len(creators) :]:
+            assert result.returncode in (0, 74), str(result)
+            if result.returncode == 74:
+                assert result.stderr.startswith(f"error: no store at {db} "), str(result)
             assert_no_traceback(result)
         assert_store_sound(db, settings, tmp_path)
         assert fingerprint(db)["devices"] == 5
+        assert (
+            sorted(p.name for p in db.parent.iterdir() if not p.name.startswith("velory.db")) == []
+        )
         conn = sqlite3.connect(db)
         try:
             names = [row[0] for row in conn.execute("SELECT name FROM _sqlite_migrations")]

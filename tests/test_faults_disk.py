@@ -315,13 +315,16 @@ def test_a_store_folder_that_cannot_be_created_is_a_clean_74(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run(["--db", str(blocker / "sub" / "velory.db"), "devices"], venv, tmp_path)
+    result = run(["--db", str(blocker / "sub" / "velory.db"), "db", "init"], venv, tmp_path)
     assert_clean_failure(result, 74, "cannot create the store")
 
+    # The first import, which creates the store, likewise.
+    source = tmp_path / "one.csv"
+    source.write_text("Serial,Renewal Date\nA1,2027-01-01\n", encoding="utf-8")
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     result = run(
-        ["--db", str(locked / "velory" / "velory.db"), "devices"],
+        ["--db", str(locked / "velory" / "velory.db"), "import", str(source)],
         venv,
         tmp_path,
         prefix=as_file_modes_say,

@@ -91,8 +91,8 @@ def test_sql_looking_values_are_only_ever_data(velory: Velory, tmp_path: Path, d
         for args in (
             ["devices", "--user", value],
             ["devices", "--distributor", value],
-            ["renewals", "--as-of", "2026-12-01", "--within", "9999", "--user", value],
-            ["renewals", "--as-of", "2026-12-01", "--within", "9999", "--distributor", value],
+            ["renewals", "--as-of", "2026-12-01", "--within", "3650", "--user", value],
+            ["renewals", "--as-of", "2026-12-01", "--within", "3650", "--distributor", value],
             ["hardware", value],
         ):
             assert ok(velory(*args, "--json")) == [], (args, value)
@@ -631,7 +631,9 @@ def test_a_new_store_is_0600_in_a_0700_folder_whatever_the_umask(
     settings.pop("XDG_CONFIG_HOME", None)
     explicit = tmp_path / "elsewhere" / "fleet" / "velory.db"
 
-    for args in (["devices"], ["--db", str(explicit), "devices"]):
+    source = write_csv(tmp_path / "one.csv", [good_row(1)])
+    # The two ways a store is created: db init, and the first import.
+    for args in (["db", "init"], ["--db", str(explicit), "import", str(source)]):
         result = run_velory(args, settings, tmp_path, preexec_fn=lambda: _umask(umask))
         assert result.returncode == 0, str(result)
     for store in (home / ".config" / "velory" / "velory.db", explicit):

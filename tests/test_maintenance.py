@@ -161,7 +161,8 @@ def test_db_commands_never_create_a_store(
     result = invoke(["--db", str(mistyped), *args])
     assert result.exit_code == 74
     assert result.stdout == ""
-    assert result.stderr == f"error: no store at {mistyped}\n"
+    assert result.stderr.startswith(f"error: no store at {mistyped} (given with --db); ")
+    assert result.stderr.count("\n") == 1
     assert not mistyped.parent.exists()
     assert not (tmp_path / "b.db").exists()
     default = invoke(args)  # the default store, not made yet either

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_titles_and_captions_are_text_not_markup(capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.subprocess
-def test_a_listing_with_stdout_closed_altogether_ends_normally(run: Run) -> None:
+def test_a_listing_with_stdout_closed_altogether_ends_normally(run: Run, empty_store: Path) -> None:
     result = run(["devices", "--json"], closed=[1])
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

@@ -215,3 +215,94 @@ def test_the_default_app_directory_is_the_one_typer_names(tmp_path: Path) -> Non
     assert str(app_dir(dict(os.environ, VELORY_HOME=""))) == typer.get_app_dir("velory")
     assert app_dir({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "velory"
     assert app_dir({"VELORY_HOME": str(tmp_path / "h")}) == tmp_path / "h"
+
+
+# ---- a new store comes into being whole, or not at all ---------------------------------------
+
+
+def test_a_new_store_is_put_in_place_only_when_published(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "velory.db"
+    with Store.open_or_create(path) as store:
+        assert store.is_new and store.path == path
+        assert not path.exists()
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO devices (serial, source, status, created_at, updated_at) "
+                "VALUES ('A1', 'imported', 'active', 'now', 'now')"
+            )
+        store.publish()
+        assert not store.is_new
+    assert sorted(p.name for p in path.parent.iterdir()) == ["velory.db"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with Store.open(path, create=False) as reopened:
+        assert reopened.device("a1") is not None
+
+
+def test_a_new_store_never_published_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "velory.db"
+    with Store.open_or_create(path) as store:
+        assert store.is_new
+        assert path.parent.exists()  # built beside its path, meanwhile
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), Store.open_or_create(path):
+        raise RuntimeError("the import failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folders_that_were_there_stay(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    with Store.open_or_create(path):
+        pass
+    assert tmp_path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_store_is_opened_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    Store.open(path).close()
+    with Store.open_or_create(path) as store:
+        assert not store.is_new
+        store.publish()  # nothing to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["velory.db"]
+
+
+def test_a_scratch_store_is_never_at_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "velory.db"
+    with Store.open_or_create(path, scratch=True) as store:
+        assert store.path == path
+        assert store.devices() == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_a_killed_build_left_is_cleared_by_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    for leftover in (".velory.db.abc123.new", ".velory.db.abc123.new-wal"):
+        (tmp_path / leftover).write_bytes(b"half a store")
+    (tmp_path / "keep.txt").write_text("not velory's")
+    with Store.open_or_create(path) as store:
+        store.publish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "velory.db"]
+
+
+def test_a_store_that_appeared_meanwhile_is_never_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    with Store.open_or_create(path) as store:
+        assert store.is_new
+        # Another velory of a version without the creation lock made one meanwhile.
+        Store.open(path).close()
+        data = path.read_bytes()
+        with pytest.raises(TemporaryFailure, match="at the same moment"):
+            store.publish()
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["velory.db"]
+
+
+def test_a_velory_creating_the_store_makes_the_next_wait_its_turn(tmp_path: Path) -> None:
+    path = tmp_path / "velory.db"
+    with Store.open_or_create(path, busy_timeout=0.1) as first:
+        assert first.is_new
+        waiting = Store.open_or_create(path, busy_timeout=0.1)
+        with pytest.raises(TemporaryFailure, match="another velory is creating the store"):
+            waiting.__enter__()
+        first.publish()
+    with Store.open_or_create(path, busy_timeout=0.1) as second:
+        assert not second.is_new

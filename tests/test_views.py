@@ -83,7 +83,7 @@ def test_devices_table_and_csv(invoke: Invoke, home: Path) -> None:
     assert sorted(row["serial"] for row in rows) == ["PF1", "PF2", "PF4"]
 
 
-def test_json_and_csv_together_is_a_usage_error(invoke: Invoke, home: Path) -> None:
+def test_json_and_csv_together_is_a_usage_error(invoke: Invoke, empty_store: Path) -> None:
     result = invoke(["devices", "--json", "--csv"])
     assert result.exit_code == 2
     assert result.stdout == ""
@@ -154,10 +154,15 @@ def test_export_to_an_unwritable_place_exits_73(invoke: Invoke, home: Path, tmp_
     assert "cannot write" in result.stderr
 
 
-def test_store_created_on_first_use_is_private(invoke: Invoke, home: Path) -> None:
+@pytest.mark.parametrize("first", [["db", "init"], ["import", "-"]], ids=["db init", "import"])
+def test_store_created_on_first_use_is_private(
+    invoke: Invoke, home: Path, first: list[str]
+) -> None:
+    created = invoke(first, input="Serial,Renewal Date\nA1,2027-01-01\n")
+    assert created.exit_code == 0, created.output
     result = invoke(["devices", "--json"])
     assert result.exit_code == 0, result.output
-    assert json_out(result) == []
+    assert len(json_out(result)) == (0 if first[0] == "db" else 1)
     assert stat.S_IMODE((home / "velory.db").stat().st_mode) == 0o600
 
 

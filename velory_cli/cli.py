@@ -73,8 +73,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "notices",
         "Renewal notices and personal-data reminders: send the due ones (cron), list them.",
     ),
-    "db": ("maintenance", "Look after the store: an online backup and a health check."),
+    "db": (
+        "maintenance",
+        "Look after the store: create an empty one (db init), back it up, check its health.",
+    ),
 }
+
+# The commands that run where there is no store yet: the two that create one (an import that
+# writes something, and db init) and the demo, which makes its own. Every other command first
+# makes sure the store is there (exit 74 when not), before it reads any setting or file.
+CREATE_STORE = frozenset({"import", "db init", "demo"})
 
 
 class _Commands(MutableMapping[str, Any]):
@@ -110,7 +118,30 @@ def _build(module_name: str) -> dict[str, Any]:
     module = import_module(f"velory_cli.commands.{module_name}")
     commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
     module.register(commands)
+    _store_first(commands)
     return dict(typer.main.get_group(commands).commands)
+
+
+def _store_first(commands: typer.Typer, prefix: str = "") -> None:
+    """Make every command registered on ``commands`` (its groups' too) but those of
+    ``CREATE_STORE`` a ``StoreCommand``."""
+    for info in commands.registered_commands:
+        if prefix + (info.name or "") not in CREATE_STORE and info.cls in (None, TyperCommand):
+            info.cls = StoreCommand
+    for group in commands.registered_groups:
+        if group.typer_instance is not None:
+            _store_first(group.typer_instance, f"{prefix}{group.name} ")
+
+
+class StoreCommand(TyperCommand):
+    """A command that needs the store: once Click has read its options (a usage error and
+    --help come first), a missing store is found before the command does anything else."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from velory_cli.commands import common
+
+        common.state(ctx).require_store()
+        return super().invoke(ctx)
 
 
 class VeloryGroup(TyperGroup):
@@ -213,6 +244,8 @@ def root(
 
     st = common.state(ctx)
     st.db = db
+    source = ctx.get_parameter_source("db")
+    st.db_from_command_line = source is None or source.name != "ENVIRONMENT"
     st.actor = actor
 
 

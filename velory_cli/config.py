@@ -139,6 +139,38 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where the store is, and what chose that path: ``--db``, ``VELORY_DB``, ``VELORY_HOME``
+    or the default. An admin whose cron job finds no store needs to know which to fix."""
+
+    path: Path
+    chosen_by: str
+
+    def describe(self) -> str:
+        if self.chosen_by == "--db":
+            return "given with --db"
+        if self.chosen_by == "VELORY_DB":
+            return "from VELORY_DB"
+        if self.chosen_by == "VELORY_HOME":
+            return f"{DB_FILE} in VELORY_HOME"
+        return f"the default, {DB_FILE} in the app directory; VELORY_HOME or --db names another"
+
+
+def store_location(
+    env: Mapping[str, str], db: str | None = None, *, db_from_command_line: bool = True
+) -> StoreLocation:
+    """The store's path from ``--db`` (``db``; from VELORY_DB when not given on the command
+    line), VELORY_DB, VELORY_HOME or the default. It needs no config file: a store that is
+    missing is found before a broken config.toml."""
+    if db:
+        return StoreLocation(Path(db).expanduser(), "--db" if db_from_command_line else "VELORY_DB")
+    if env.get("VELORY_DB"):
+        return StoreLocation(Path(env["VELORY_DB"]).expanduser(), "VELORY_DB")
+    chosen_by = "VELORY_HOME" if env.get("VELORY_HOME") else "default"
+    return StoreLocation(app_dir(env) / DB_FILE, chosen_by)
+
+
 def load_settings(
     env: Mapping[str, str], *, db: str | None = None, actor: str | None = None
 ) -> Settings:
@@ -146,11 +178,9 @@ def load_settings(
     config_path = home / CONFIG_FILE
     if env.get("VELORY_CONFIG"):
         config_path = Path(env["VELORY_CONFIG"]).expanduser()
-    db_text = db or env.get("VELORY_DB") or ""
-    db_path = Path(db_text).expanduser() if db_text else home / DB_FILE
     return Settings(
         app_dir=home,
-        db_path=db_path,
+        db_path=store_location(env, db).path,
         actor=(actor or "").strip() or default_actor(env),
         env=dict(env),
         file_values=read_config_file(config_path),
@@ -174,7 +204,9 @@ __all__ = [
     "MAX_TERM_MONTHS",
     "MAX_TIMEOUT",
     "Settings",
+    "StoreLocation",
     "app_dir",
     "config_is_private",
     "load_settings",
+    "store_location",
 ]

@@ -18,6 +18,29 @@ from velory_cli.store import Store
 STUCK_AFTER = timedelta(minutes=15)
 
 
+@dataclass(frozen=True)
+class InitReport:
+    path: Path
+    created: bool
+    schema_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": str(self.path),
+            "created": self.created,
+            "unchanged": not self.created,
+            "schema_version": self.schema_version,
+        }
+
+
+def init_store(store: Store) -> InitReport:
+    """Put a new, empty store in place; one that was there already stays as it is (an older
+    one is upgraded, as every command does on opening it)."""
+    created = store.is_new
+    store.publish()
+    return InitReport(path=store.path, created=created, schema_version=migrations.SCHEMA_VERSION)
+
+
 def backup_store(store: Store, target: Path, *, force: bool = False) -> Path:
     """Copy the store, consistent even while other commands write, to ``target`` (0600).
 

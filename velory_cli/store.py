@@ -1,9 +1,11 @@
 """The store: one SQLite file, and the only module that speaks SQL.
 
-Opening a store creates it (mode 0600, its folder 0700) or checks that it is a velory store from
-this velory or an earlier one, then applies the migrations it lacks. Every write happens inside
-``Store.transaction()``, one ``BEGIN IMMEDIATE`` ... ``COMMIT``: a command killed half way leaves
-the store as it was.
+Opening a store checks that it is a velory store from this velory or an earlier one, then
+applies the migrations it lacks. A new store (mode 0600, its folders 0700) comes into being
+whole or not at all: ``open_or_create`` builds it in a private temporary file beside its path,
+and ``publish()`` puts it in place once there is something to keep, so an import that writes
+nothing leaves no store behind. Every write happens inside ``Store.transaction()``, one
+``BEGIN IMMEDIATE`` ... ``COMMIT``: a command killed half way leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -127,6 +130,8 @@ class Store:
         self.conn = conn
         self.path = path
         self._db: Any = None
+        # A new store not in place yet: the temporary file it is built in, until publish().
+        self._building: Path | None = None
         # SQLite's NOCASE and LIKE fold ASCII only: Unicode matching goes through this.
         conn.create_function("casefold", 1, _casefold, deterministic=True)
 
@@ -145,9 +150,15 @@ class Store:
         else:
             _create_private_file(path)
             created = True
+        return cls._connect(str(path), path, busy_timeout=busy_timeout, created=created)
+
+    @classmethod
+    def _connect(cls, file: str, path: Path, *, busy_timeout: float, created: bool) -> Store:
+        """A connection to ``file`` (``path`` itself, a file a new store is built in, or "" for
+        a scratch store), prepared and migrated; ``path`` is the store's name in messages."""
         try:
             conn = sqlite3.connect(
-                str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                file, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise describe_sqlite_error(exc, path) from None
@@ -162,6 +173,101 @@ class Store:
             conn.close()
             raise
         return store
+
+    @classmethod
+    @contextmanager
+    def open_or_create(
+        cls, path: Path, *, busy_timeout: float = 10.0, scratch: bool = False
+    ) -> Iterator[Store]:
+        """The store at ``path``; where there is none, a new, empty one that is put in place
+        only if ``publish()`` is called before the block ends. Otherwise nothing is left behind:
+        no store, and none of the folders made for it. ``scratch``: where there is none, an
+        empty store in SQLite's own temporary file, never at ``path`` (a dry run).
+
+        Velorys creating the same store at once take turns (a lock file beside it, waited for
+        as long as the busy timeout): the second finds the first one's store and uses it."""
+        path = Path(path)
+        if path.exists() or scratch:
+            store = (
+                cls.open(path, busy_timeout=busy_timeout, create=False)
+                if path.exists()
+                else cls._connect("", path, busy_timeout=busy_timeout, created=True)
+            )
+            with store:
+                yield store
+            return
+        folders = _create_private_folders_for(path)
+        try:
+            with _creation_lock(path, busy_timeout) as locked:
+                if path.exists():
+                    # Another velory made it while this one waited for its turn.
+                    locked.release()
+                    store = cls.open(path, busy_timeout=busy_timeout, create=False)
+                else:
+                    store = cls._build(path, busy_timeout=busy_timeout)
+                with store:
+                    yield store
+        finally:
+            if not path.exists():
+                _remove_folders(folders)
+
+    @classmethod
+    def _build(cls, path: Path, *, busy_timeout: float) -> Store:
+        """A new store in a private temporary file beside ``path``."""
+        _discard_unfinished(path)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
+        try:
+            store = cls._connect(name, path, busy_timeout=busy_timeout, created=True)
+        except BaseException:
+            _discard_database(Path(name))
+            raise
+        store._building = Path(name)
+        return store
+
+    @property
+    def is_new(self) -> bool:
+        """True for a new store that is not in place yet (see ``publish``)."""
+        return self._building is not None
+
+    def publish(self) -> None:
+        """Put a new store in place at its path, whole (no write-ahead log to go with it).
+        A store that was in place already is left as it is."""
+        building = self._building
+        if building is None:
+            return
+        # One self-contained file: the log folded in, so the file alone is the whole store.
+        self.conn.execute("PRAGMA journal_mode = DELETE")
+        self.conn.close()
+        self._building = None
+        try:
+            # A hard link never replaces a store that appeared meanwhile (rename would).
+            os.link(building, self.path)
+        except FileExistsError:
+            _discard_database(building)
+            raise TemporaryFailure(
+                f"another velory created the store {self.path} at the same moment; nothing "
+                "was written, run again"
+            ) from None
+        except OSError:
+            # A file system without hard links: the creation lock keeps others out meanwhile.
+            if self.path.exists():
+                _discard_database(building)
+                raise TemporaryFailure(
+                    f"another velory created the store {self.path} at the same moment; "
+                    "nothing was written, run again"
+                ) from None
+            try:
+                os.replace(building, self.path)
+            except OSError as exc:
+                _discard_database(building)
+                raise StoreUnusable(
+                    f"cannot create the store {self.path}: {exc.strerror}"
+                ) from None
+        _discard_database(building)
 
     def _prepare(self, created: bool) -> None:
         from velory_cli import migrations
@@ -241,7 +347,11 @@ class Store:
         return self._db
 
     def close(self) -> None:
+        """Close the store; a new one never published is thrown away."""
         self.conn.close()
+        if self._building is not None:
+            _discard_database(self._building)
+            self._building = None
 
     def __enter__(self) -> Store:
         return self
@@ -853,6 +963,99 @@ def _check_is_velory_file(path: Path) -> None:
         )
 
 
+def _create_private_folders_for(path: Path) -> list[Path]:
+    """The folders above a new store, made private (0700); the ones this made, deepest last."""
+    try:
+        return _create_private_folders(path.parent)
+    except OSError as exc:
+        raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove the folders made for a store that did not come into being, deepest first; one
+    that holds something by now (another velory's work) stays."""
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
+class _Lock:
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        # Unlinked while still held: a velory waiting on this file then finds it is no longer
+        # the lock file, and takes the next one (see _creation_lock).
+        with suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
+@contextmanager
+def _creation_lock(path: Path, timeout: float) -> Iterator[_Lock]:
+    """Take turns creating the store at ``path``: an exclusive lock on a file beside it, waited
+    for up to ``timeout`` seconds. Where the system has no such locks, no lock (publish still
+    never replaces a store that appeared)."""
+    import time
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield _Lock(path, None)
+        return
+    lock_path = path.with_name(f".{path.name}.lock")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise TemporaryFailure(
+                    f"another velory is creating the store {path}; nothing was changed, run "
+                    "again later"
+                ) from None
+            time.sleep(0.02)
+            continue
+        try:
+            current = os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(fd).st_ino:
+            os.close(fd)  # the lock file of a creation that has finished: take the next one
+            continue
+        break
+    lock = _Lock(lock_path, fd)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _discard_unfinished(path: Path) -> None:
+    """Remove what a velory killed while building the store at ``path`` left beside it: with
+    the creation lock held, no other is building one."""
+    for leftover in path.parent.glob(f".{path.name}.*.new"):
+        _discard_database(leftover)
+
+
+def _discard_database(file: Path) -> None:
+    """Remove a database file and its journals, as far as they are there."""
+    for name in (file, *(file.with_name(file.name + end) for end in ("-wal", "-shm", "-journal"))):
+        with suppress(OSError):
+            os.unlink(name)
+
+
 def _create_private_file(path: Path) -> None:
     """Create the store file readable by its owner only, and its folders if need be (0700)."""
     try:
@@ -865,19 +1068,23 @@ def _create_private_file(path: Path) -> None:
         raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
 
 
-def _create_private_folders(folder: Path) -> None:
+def _create_private_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and each missing folder above it as 0700 (whatever the umask), leaving
-    the folders that exist as they are. ``mkdir(parents=True)`` would give the ones above the
-    last the umask's mode (0755, readable by everyone)."""
+    the folders that exist as they are; returns the ones it made, outermost first.
+    ``mkdir(parents=True)`` would give the ones above the last the umask's mode (0755, readable
+    by everyone)."""
     missing: list[Path] = []
     while not folder.exists():
         missing.append(folder)
         if folder.parent == folder:
             break
         folder = folder.parent
+    made: list[Path] = []
     for created in reversed(missing):
         try:
             os.mkdir(created, 0o700)
         except FileExistsError:
             continue  # created a moment ago by another velory: not ours to change
         os.chmod(created, 0o700)
+        made.append(created)
+    return made

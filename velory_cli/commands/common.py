@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from velory_cli.config import Settings, load_settings
-from velory_cli.errors import UsageError
+from velory_cli.config import Settings, StoreLocation, load_settings, store_location
+from velory_cli.errors import StoreUnusable, UsageError
 
 if TYPE_CHECKING:
     from velory_cli.store import Store
@@ -23,6 +23,8 @@ class AppState:
     """The root callback's options; settings are read when a command first needs them."""
 
     db: str | None = None
+    # False when Click read --db from VELORY_DB: an error names what chose the path.
+    db_from_command_line: bool = True
     actor: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _settings: Settings | None = None
@@ -33,15 +35,49 @@ class AppState:
             self._settings = load_settings(self.env, db=self.db, actor=self.actor)
         return self._settings
 
+    @property
+    def store_location(self) -> StoreLocation:
+        return store_location(self.env, self.db, db_from_command_line=self.db_from_command_line)
+
+    def require_store(self) -> None:
+        """A store must be where this run looks: a cron job pointed at the wrong place must fail
+        loudly (74) every run, not find a new, empty store with nothing due. Checked before
+        anything else a command reads (its settings, its files), so this is the error it
+        gives."""
+        location = self.store_location
+        try:
+            os.stat(location.path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreUnusable(
+                f"no store at {location.path} ({location.describe()}); velory import FILE "
+                "creates it, or velory db init an empty one"
+            ) from None
+        except OSError:
+            return  # there, but not for this user to look at: opening it says so
+
     @contextmanager
-    def store(self, *, create: bool = True) -> Iterator[Store]:
-        """The store, created on first use; ``create=False`` for commands that look after an
-        existing store, where a mistyped path must not become a new, empty, healthy store."""
+    def store(self) -> Iterator[Store]:
+        """The store, which must exist: only ``velory import`` and ``velory db init`` create
+        one (``new_or_existing_store``)."""
+        from velory_cli.store import Store
+
+        self.require_store()
+        settings = self.settings
+        with Store.open(
+            settings.db_path, busy_timeout=settings.busy_timeout, create=False
+        ) as store:
+            yield store
+
+    @contextmanager
+    def new_or_existing_store(self, *, scratch: bool = False) -> Iterator[Store]:
+        """The store, or where there is none a new one that comes into being only when the
+        command calls ``publish()`` on it (see ``Store.open_or_create``); ``scratch``: a dry
+        run's, never put in place."""
         from velory_cli.store import Store
 
         settings = self.settings
-        with Store.open(
-            settings.db_path, busy_timeout=settings.busy_timeout, create=create
+        with Store.open_or_create(
+            settings.db_path, busy_timeout=settings.busy_timeout, scratch=scratch
         ) as store:
             yield store
 

@@ -89,7 +89,7 @@ def import_devices(
     with (
         importer.open_source(file, stdin) as source,
         _rejects_file(rejects, force) as rejects_writer,
-        st.store() as store,
+        st.new_or_existing_store(scratch=dry_run) as store,
         _progress(source.size, source.name) as progress,
     ):
         report = importer.import_file(
@@ -103,6 +103,9 @@ def import_devices(
         )
         if report.file_error is not None and rejects_writer is not None:
             rejects_writer.discard = True
+        if report.written:
+            # The first import that writes a device is the one that creates the store.
+            store.publish()
     _show(report, mode, rejects)
     if report.exit_code:
         raise typer.Exit(report.exit_code)

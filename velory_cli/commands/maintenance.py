@@ -12,9 +12,27 @@ from velory_cli.commands.common import JsonOption, state
 
 db_app = typer.Typer(
     name="db",
-    help="Look after the store: an online backup and a health check.",
+    help="Look after the store: create an empty one (db init), back it up, check its health.",
     no_args_is_help=True,
 )
+
+
+@db_app.command("init")
+def init(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """Create an empty store where --db, VELORY_DB or VELORY_HOME say (the first import creates
+    one too). A velory store that is there already is left as it is."""
+    from velory_cli import render
+    from velory_cli.maintenance import init_store
+
+    st = state(ctx)
+    with st.new_or_existing_store() as store:
+        report = init_store(store)
+    if json_out:
+        render.emit_json(report.to_dict())
+    elif report.created:
+        render.info(f"Created an empty store at {report.path}.")
+    else:
+        render.info(f"{report.path} is a velory store already: unchanged.")
 
 
 @db_app.command("backup")
@@ -28,7 +46,7 @@ def backup(
     from velory_cli import render
     from velory_cli.maintenance import backup_store
 
-    with state(ctx).store(create=False) as store:
+    with state(ctx).store() as store:
         written = backup_store(store, target, force=force)
     if json_out:
         render.emit_json({"backup": str(written), "bytes": written.stat().st_size})
@@ -42,7 +60,7 @@ def check(ctx: typer.Context, json_out: JsonOption = False) -> None:
     from velory_cli import render
     from velory_cli.maintenance import check_store
 
-    with state(ctx).store(create=False) as store:
+    with state(ctx).store() as store:
         report = check_store(store, now=datetime.now(UTC))
     if json_out:
         render.emit_json(report.to_dict())
