@@ -64,6 +64,9 @@ def test_demo_runs_the_whole_flow(invoke: Invoke, home: Path) -> None:
     assert "Dustin's own process" in out + result.stderr
     assert "Bought out" in out
     assert "Removed" in out
+    # Every step found the store its first import created.
+    assert "no store at" not in out + result.stderr
+    assert "The first import creates the store" in out
     # The demo never touches the admin's own store.
     assert not (home / "velory.db").exists()
 

@@ -102,7 +102,8 @@ def _tour(ctx: typer.Context, workdir: Path, inventory: Path, today: date) -> No
         ctx,
         1,
         "Import the inventory",
-        "Every device becomes an active company asset.",
+        "Every device becomes an active company asset. The first import creates the store:"
+        " until then, every other command says there is none (exit 74).",
         ["import", str(inventory)],
     )
     with Store.open(workdir / "home" / "velory.db") as store:
