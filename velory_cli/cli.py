@@ -223,7 +223,11 @@ def root(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", envvar="VELORY_DB", metavar="PATH", help="The store file.", show_default=False
+            "--db",
+            envvar="VELORY_DB",
+            metavar="PATH",
+            help="The store file (only import and db init create one).",
+            show_default=False,
         ),
     ] = None,
     actor: Annotated[
