@@ -306,3 +306,15 @@ def test_a_velory_creating_the_store_makes_the_next_wait_its_turn(tmp_path: Path
         first.publish()
     with Store.open_or_create(path, busy_timeout=0.1) as second:
         assert not second.is_new
+
+
+def test_a_velory_whose_turn_comes_after_the_folder_went_makes_it_again(tmp_path: Path) -> None:
+    # The velory before it created nothing and removed the folder it had made for the store.
+    from velory_cli import store as store_module
+
+    path = tmp_path / "gone" / "velory.db"
+    folders: list[Path] = []
+    with store_module._creation_lock(path, 1.0, folders):
+        assert (tmp_path / "gone" / ".velory.db.lock").exists()
+    assert folders == [tmp_path / "gone"]
+    assert list((tmp_path / "gone").iterdir()) == []

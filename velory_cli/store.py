@@ -198,7 +198,7 @@ class Store:
             return
         folders = _create_private_folders_for(path)
         try:
-            with _creation_lock(path, busy_timeout) as locked:
+            with _creation_lock(path, busy_timeout, folders) as locked:
                 if path.exists():
                     # Another velory made it while this one waited for its turn.
                     locked.release()
@@ -998,10 +998,12 @@ class _Lock:
 
 
 @contextmanager
-def _creation_lock(path: Path, timeout: float) -> Iterator[_Lock]:
+def _creation_lock(path: Path, timeout: float, folders: list[Path]) -> Iterator[_Lock]:
     """Take turns creating the store at ``path``: an exclusive lock on a file beside it, waited
     for up to ``timeout`` seconds. Where the system has no such locks, no lock (publish still
-    never replaces a store that appeared)."""
+    never replaces a store that appeared). ``folders``: the folders made for the store, to
+    which any this has to make again are added (a velory whose creation came to nothing
+    removes the folders it made, while another may be waiting for its turn)."""
     import time
 
     try:
@@ -1014,6 +1016,9 @@ def _creation_lock(path: Path, timeout: float) -> Iterator[_Lock]:
     while True:
         try:
             fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        except FileNotFoundError:
+            folders += _create_private_folders_for(path)
+            continue
         except OSError as exc:
             raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
         try:
