@@ -363,7 +363,7 @@ def renewals_case(rows: int, repeat: int, work: Path) -> Outcome:
 
 def startup_cases(repeat: int, work: Path) -> list[Outcome]:
     db = work / "empty.db"
-    run_measured([*VELORY, "devices", "--json"], env=velory_env(db))
+    run_measured([*VELORY, "db", "init"], env=velory_env(db))
 
     def typer_import() -> float:
         return run_measured([PYTHON, "-c", "import typer"])[0]
