@@ -156,6 +156,7 @@ def test_db_init_creates_an_empty_private_store_and_says_where(
     db = tmp_path / "srv" / "velory" / "velory.db"
     created = invoke(["--db", str(db), "db", "init"])
     assert created.exit_code == 0, created.output
+    assert created.exception is None
     assert created.stdout == ""
     assert created.stderr == f"Created an empty store at {db}.\n"
     assert oct(db.stat().st_mode & 0o777) == oct(0o600)
@@ -248,6 +249,7 @@ def test_the_first_import_creates_the_store_and_its_folders(invoke: Invoke, tmp_
     db = tmp_path / "new" / "fleet" / "velory.db"
     result = invoke(["--db", str(db), "import", "-", "--json"], input=GOOD_CSV)
     assert result.exit_code == 0, result.output
+    assert result.exception is None
     assert json_out(result)["inserted"] == 1
     assert oct(db.stat().st_mode & 0o777) == oct(0o600)
     for folder in (db.parent, db.parent.parent):
