@@ -110,6 +110,40 @@ def test_an_import_killed_at_any_moment_leaves_all_or_nothing(
     assert fingerprint(db) == after
 
 
+def test_a_first_import_killed_at_any_moment_leaves_no_store_or_a_whole_one(
+    tmp_path: Path, venv: dict[str, str]
+) -> None:
+    """The import that creates the store, killed: no store at its path (every other command
+    says so, 74) or the whole import, never an empty or half store; the next import completes
+    it and clears what the killed one left beside it."""
+    source = write_import_csv(tmp_path / "fleet.csv", IMPORT_ROWS)
+
+    def importing(db: Path) -> list[str]:
+        return ["--db", str(db), "import", str(source), "--json"]
+
+    reference = tmp_path / "reference" / "store" / "velory.db"
+    done, duration = timed(lambda: run(importing(reference), venv, tmp_path))
+    assert done.returncode == 0, str(done)
+    after = fingerprint(reference)
+
+    killed = 0
+    for number, moment in enumerate(moments(duration, 7)):
+        db = tmp_path / f"kill-{number}" / "store" / "velory.db"
+        result = kill_after(start(importing(db), venv, tmp_path), moment)
+        killed += result.killed
+        if db.exists():
+            assert fingerprint(db) == after, f"half a first import after {moment:.2f}s"
+            assert_store_sound(db, venv, tmp_path)
+            continue
+        looked = run(["--db", str(db), "devices"], venv, tmp_path)
+        assert looked.returncode == 74, str(looked)
+        again = run(importing(db), venv, tmp_path)
+        assert again.returncode == 0, str(again)
+        assert fingerprint(db) == after
+        assert sorted(p.name for p in db.parent.iterdir()) == ["velory.db"]
+    assert killed >= 2, "too few runs were still going when killed"
+
+
 # ---- a bulk release of thousands -------------------------------------------------------------
 
 
