@@ -25,14 +25,14 @@ from velory_cli.errors import VeloryError
 COMMANDS: dict[str, tuple[str, str]] = {
     "import": (
         "importer",
-        "Add or update devices from CSV, JSON (an array of objects) or JSON Lines.",
+        "Add or update devices from CSV, JSON, JSON Lines, a workbook or Snipe-IT's API.",
     ),
     "devices": ("inventory", "Company assets: every device not removed."),
     "show": ("inventory", "One device with its notes, history and notices."),
     "hardware": ("inventory", "The user's hardware view: their devices not removed."),
     "export": (
         "inventory",
-        "Every device, removed ones too, as CSV (safe to open in a spreadsheet) or JSON.",
+        "Every device, removed ones too, as CSV, JSON or a workbook (--output FILE.xlsx).",
     ),
     "start": ("lifecycle", "The user started the renewal process: status renewal_started."),
     "order": (

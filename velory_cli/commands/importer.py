@@ -24,7 +24,8 @@ def import_devices(
         str,
         typer.Argument(
             metavar="FILE|-",
-            help="CSV (, ; or tab), a JSON array of objects, or JSON Lines; '-' reads stdin.",
+            help="CSV (, ; or tab), JSON, JSON Lines, a workbook (.xlsx .xls .ods) or "
+            "Snipe-IT's API answer; '-' reads stdin.",
             show_default=False,
         ),
     ],
@@ -69,9 +70,28 @@ def import_devices(
             show_default=False,
         ),
     ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            metavar="FIELD=HEADER",
+            help="The header that holds a field, where the aliases do not find it "
+            '(--column serial="Computer Serial"); repeatable.',
+            show_default=False,
+        ),
+    ] = None,
+    sheet: Annotated[
+        str | None,
+        typer.Option(
+            "--sheet",
+            metavar="NAME",
+            help="The sheet of a workbook to read (default: the first).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Add or update devices from CSV, JSON (an array of objects) or JSON Lines."""
+    """Add or update devices from CSV, JSON, JSON Lines, a workbook or Snipe-IT's API."""
     from velory_cli import dates, importer
 
     mode = output_mode(json_out)
@@ -83,6 +103,8 @@ def import_devices(
         date_order=dates.DAY_FIRST if dayfirst else dates.MONTH_FIRST if monthfirst else None,
         term_months=term_months,
         encoding=importer.check_encoding(encoding),
+        columns=importer.parse_column_options(column or []),
+        sheet=sheet,
     )
     stdin = _stdin() if file == "-" else None
     st = state(ctx)
@@ -128,18 +150,28 @@ def _rejects_file(path: Path | None, force: bool) -> Iterator[RejectsWriter | No
     if path is None:
         yield None
         return
-    from velory_cli.importer import RejectsWriter
-    from velory_cli.outputs import atomic_output
+    from velory_cli.importer import RejectsWriter, WorkbookRejectsWriter
+    from velory_cli.outputs import atomic_output, atomic_path, is_workbook_path
 
     class _Discard(Exception):
         pass
 
     try:
-        with atomic_output(path, force=force) as handle:
-            writer = RejectsWriter(handle)
-            yield writer
-            if writer.discard:
-                raise _Discard
+        if is_workbook_path(path):
+            with atomic_path(path, force=force) as temp_name:
+                book = WorkbookRejectsWriter(temp_name)
+                try:
+                    yield book
+                finally:
+                    book.close()
+                if book.discard:
+                    raise _Discard
+        else:
+            with atomic_output(path, force=force) as handle:
+                writer = RejectsWriter(handle)
+                yield writer
+                if writer.discard:
+                    raise _Discard
     except _Discard:
         pass
 

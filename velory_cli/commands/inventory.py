@@ -190,14 +190,19 @@ def export(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output.")] = False,
 ) -> None:
-    """Every device, removed ones too, as CSV (safe to open in a spreadsheet) or JSON."""
+    """Every device, removed ones too, as CSV, JSON or a workbook (--output FILE.xlsx)."""
     from velory_cli import render
     from velory_cli.inventory import export_devices
-    from velory_cli.outputs import atomic_output
+    from velory_cli.outputs import atomic_output, atomic_path, is_workbook_path
 
     with state(ctx).store() as store:
         if output is None:
             _write_export(export_devices(store), json_out, None)
+            return
+        if is_workbook_path(output) and not json_out:
+            with atomic_path(output, force=force) as temp_name:
+                count = _write_workbook(export_devices(store), temp_name)
+            render.info(f"Exported {count} devices to {output}.")
             return
         with atomic_output(output, force=force) as handle:
             # A file is opened in a spreadsheet: CSV starts with a BOM, so Excel reads UTF-8.
@@ -214,6 +219,23 @@ def _write_export(devices: Iterable[Device], as_json: bool, out: Any, *, bom: bo
     else:
         render.emit_csv(rows, DEVICE_KEYS, out, bom=bom)
     return len(rows)
+
+
+def _write_workbook(devices: Iterable[Device], path: str) -> int:
+    """The export as a workbook: the JSON keys as the header, dates as date cells, every text
+    a string cell (no ``'`` needed: a string cell is never a formula)."""
+    from velory_cli.outputs import WorkbookWriter
+
+    keys = list(DEVICE_KEYS)
+    dated = [keys.index(key) for key in ("purchase_date", "renewal_date") if key in keys]
+    writer = WorkbookWriter(path, keys, sheet="Devices", date_columns=dated)
+    count = 0
+    for device in devices:
+        row = device.to_dict()
+        writer.add([row.get(key) for key in keys])
+        count += 1
+    writer.close()
+    return count
 
 
 def register(app: typer.Typer) -> None:

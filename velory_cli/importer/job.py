@@ -24,6 +24,7 @@ from velory_cli.importer.readers import Batch, FileProblem, Reader, Row, open_re
 from velory_cli.importer.rejects import Rejected, RejectsWriter
 from velory_cli.importer.report import ImportReport, RowError, add_error
 from velory_cli.importer.sources import Encoding, Source, detect_encoding
+from velory_cli.importer.workbooks import WorkbookReader, is_workbook
 from velory_cli.importer.writes import (
     DEVICE_ID,
     IMPORT_ID,
@@ -66,6 +67,9 @@ class ImportOptions:
     date_order: dates.DateOrder | None = None
     term_months: int = 36
     encoding: str | None = None
+    # The header each field is in, by its position in FIELDS, where the aliases do not find it.
+    columns: tuple[tuple[int, str], ...] = ()
+    sheet: str | None = None  # the sheet of a workbook to read (default: the first)
 
 
 # A row checked one by one is a list, for a repeat of its serial found later adds an error: its
@@ -346,10 +350,13 @@ class _Import:
         self.trust_serials = trust_serials
         try:
             source = self.source
-            encoding = detect_encoding(
-                source.stream, source.name, self.options.encoding, scan=not trust_utf8
-            )
-            self._read(encoding)
+            if is_workbook(source):
+                self._read(None)  # a workbook's text has no encoding to tell
+            else:
+                encoding = detect_encoding(
+                    source.stream, source.name, self.options.encoding, scan=not trust_utf8
+                )
+                self._read(encoding)
         except OSError as exc:
             # The input failed under us (a disk error, a file on a share that went away).
             raise InputUnreadable(
@@ -371,14 +378,20 @@ class _Import:
         if self.rejects is not None:
             self.rejects.restart()
 
-    def _read(self, encoding: Encoding) -> None:
+    def _read(self, encoding: Encoding | None) -> None:
         report = self.report
-        report.encoding = encoding.label
-        if encoding.warning:
-            report.warnings.append(encoding.warning)
+        if encoding is not None:
+            report.encoding = encoding.label
+            if encoding.warning:
+                report.warnings.append(encoding.warning)
         finished = False
+        overrides = dict(self.options.columns)
         try:
-            self.reader = reader = open_reader(self.source, encoding)
+            reader: Reader
+            if encoding is None:
+                self.reader = reader = WorkbookReader(self.source, self.options.sheet, overrides)
+            else:
+                self.reader = reader = open_reader(self.source, encoding, overrides)
             report.format = reader.format
             self.store_was_empty = not self.writes.has_devices()
             self.writes.begin()
@@ -392,12 +405,15 @@ class _Import:
             built = report.failed or self.writes.restore_indexes(self.deferred)
             if not built:
                 raise _Repeats  # rows written on trust repeat a serial
+            report.format = reader.format  # an API answer is known by its rows
             self.writes.end()
             finished = True
         except FileProblem as problem:
             report.file_error = RowError(problem.row, None, problem.message)
             finished = True
         except UnicodeDecodeError as exc:
+            if encoding is None:
+                raise
             if encoding.tentative:
                 raise _NotUtf8 from None
             report.file_error = RowError(
@@ -468,7 +484,8 @@ class _Import:
             self._report_rejected(entries)
         if self.progress is not None:
             with suppress(OSError, ValueError):
-                self.progress(self.source.stream.tell())
+                where = getattr(self.reader, "position", None)
+                self.progress(where() if where else self.source.stream.tell())
 
     def _report_rejected(self, entries: list[list[Any]]) -> None:
         rejected = [entry for entry in entries if entry[_ERRORS]]

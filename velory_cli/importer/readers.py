@@ -13,17 +13,26 @@ import csv
 import itertools
 import json
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple, Protocol
 
-from velory_cli.importer.columns import ALIASES, PURCHASED, RENEWAL, SERIAL, ColumnMap, map_columns
+from velory_cli.importer.columns import (
+    ALIASES,
+    PURCHASED,
+    RENEWAL,
+    SERIAL,
+    ColumnMap,
+    UnknownHeader,
+    map_columns,
+)
 from velory_cli.importer.report import RowError, add_error
 from velory_cli.importer.sources import (
     FORMAT_CSV,
     FORMAT_JSON,
     FORMAT_JSONL,
+    FORMAT_SNIPE_IT,
     Encoding,
     Source,
     choose_format,
@@ -153,12 +162,15 @@ class _TextReader:
             self.text = None
 
 
-def open_reader(source: Source, encoding: Encoding) -> Reader:
+def open_reader(
+    source: Source, encoding: Encoding, overrides: Mapping[int, str] | None = None
+) -> Reader:
     """The reader for ``source`` read as ``encoding``: by its extension, else by its first
-    character; CSV unless it looks like JSON. Its header, if any, is read and checked here."""
+    character; CSV unless it looks like JSON. Its header, if any, is read and checked here.
+    ``overrides`` names the header of a field outright (``--column``)."""
     text = text_stream(source, encoding)
     try:
-        return _reader_for(source, text)
+        return _reader_for(source, text, overrides or {})
     except BaseException:
         # Let go of the text layer without closing the file under it: it is read again (in
         # another encoding), or it is stdin.
@@ -167,7 +179,7 @@ def open_reader(source: Source, encoding: Encoding) -> Reader:
         raise
 
 
-def _reader_for(source: Source, text: IO[str]) -> Reader:
+def _reader_for(source: Source, text: IO[str], overrides: Mapping[int, str]) -> Reader:
     lines, first_char = first_lines(text)
     kind = choose_format(source.suffix, first_char)
     if not first_char:
@@ -175,10 +187,10 @@ def _reader_for(source: Source, text: IO[str]) -> Reader:
         empty.format = kind
         return empty
     if kind == FORMAT_JSON:
-        return _JsonReader(text, lines)
+        return _JsonReader(text, lines, overrides)
     if kind == FORMAT_JSONL:
-        return _JsonLinesReader(text, lines)
-    return _CsvReader(text, lines, source.suffix)
+        return _JsonLinesReader(text, lines, overrides)
+    return _CsvReader(text, lines, source.suffix, overrides)
 
 
 class _CsvReader(_TextReader):
@@ -187,9 +199,12 @@ class _CsvReader(_TextReader):
 
     format = FORMAT_CSV
 
-    def __init__(self, text: IO[str], lines: list[str], suffix: str) -> None:
+    def __init__(
+        self, text: IO[str], lines: list[str], suffix: str, overrides: Mapping[int, str]
+    ) -> None:
         super().__init__(text)
         self.lines = lines
+        self.overrides = overrides
         header_line = lines[-1]
         if "\x00" in header_line:
             raise FileProblem("this is not a table: the file holds binary data", row=None)
@@ -218,7 +233,7 @@ class _CsvReader(_TextReader):
                 number += 1
                 if cells:  # blank lines above the header are rows too, and skipped
                     self._header = cells
-                    self.columns = _table_columns(cells, number)
+                    self.columns = table_columns(cells, number, self.overrides)
                     break
             if self.columns is None:
                 return
@@ -274,8 +289,14 @@ def _stripped(texts: list[str]) -> list[str]:
     return list(map(str.strip, texts))
 
 
-def _table_columns(header: list[str], row: int) -> ColumnMap:
-    columns = map_columns(header)
+def table_columns(
+    header: list[str], row: int, overrides: Mapping[int, str] | None = None
+) -> ColumnMap:
+    """The column map of a table's header (at ``row``), or why the file cannot be imported."""
+    try:
+        columns = map_columns(header, overrides, row=row)
+    except UnknownHeader as exc:
+        raise FileProblem(str(exc), row=row) from None
     if not columns.has(SERIAL):
         found = ", ".join(h.strip() for h in header if h.strip()) or "no column names"
         raise FileProblem(
@@ -315,7 +336,8 @@ def _csv_problem(exc: csv.Error) -> str:
 class _JsonKeys:
     """The column map of each distinct set of keys the objects of a JSON file use."""
 
-    def __init__(self) -> None:
+    def __init__(self, overrides: Mapping[int, str]) -> None:
+        self.overrides = overrides
         self.maps: dict[tuple[str, ...], tuple[list[str], ColumnMap]] = {}
         self.ignored_names: dict[str, None] = {}
 
@@ -324,7 +346,7 @@ class _JsonKeys:
         keys = tuple(obj)
         known = self.maps.get(keys)
         if known is None:
-            columns = map_columns(keys)
+            columns = self._map(keys, number)
             known = (list(keys), columns)
             if len(self.maps) < 1000:  # a file of ever-new keys is not worth remembering
                 self.maps[keys] = known
@@ -354,6 +376,17 @@ class _JsonKeys:
                 )
         return Row(number, obj, values, columns.names, errors)
 
+    def _map(self, keys: tuple[str, ...], number: int) -> ColumnMap:
+        """The column map of a set of keys. A key named with ``--column`` must be in the first
+        object; later ones may leave it out, as JSON objects leave out what they lack."""
+        try:
+            return map_columns(keys, self.overrides, row=number)
+        except UnknownHeader as exc:
+            if not self.maps:
+                raise FileProblem(str(exc), row=number) from None
+        present = {index: name for index, name in self.overrides.items() if name in keys}
+        return map_columns(keys, present, row=number)
+
     def ignored(self) -> list[str]:
         return list(self.ignored_names)
 
@@ -363,13 +396,13 @@ class _JsonReader(_TextReader):
 
     format = FORMAT_JSON
 
-    def __init__(self, text: IO[str], lines: list[str]) -> None:
+    def __init__(self, text: IO[str], lines: list[str], overrides: Mapping[int, str]) -> None:
         super().__init__(text)
         self.buffer = "".join(lines)
         self.position = 0
         self.lines_before = 0  # line breaks in the text already dropped from the buffer
         self.eof = False
-        self.keys = _JsonKeys()
+        self.keys = _JsonKeys(overrides)
 
     def _fill(self) -> bool:
         if self.eof or self.text is None:
@@ -484,10 +517,10 @@ class _JsonLinesReader(_TextReader):
 
     format = FORMAT_JSONL
 
-    def __init__(self, text: IO[str], lines: list[str]) -> None:
+    def __init__(self, text: IO[str], lines: list[str], overrides: Mapping[int, str]) -> None:
         super().__init__(text)
         self.lines = lines
-        self.keys = _JsonKeys()
+        self.keys = _JsonKeys(overrides)
 
     def batches(self, size: int) -> Iterator[Batch]:
         return batches_of(self.rows(), size)
@@ -496,6 +529,7 @@ class _JsonLinesReader(_TextReader):
         assert self.text is not None
         decoder = json.JSONDecoder(parse_int=str, parse_float=str)
         number = 0
+        first_line = len(self.lines)  # the first that is not blank
         for line in itertools.chain(self.lines, self.text):
             number += 1
             stripped = line.strip().lstrip("\ufeff")
@@ -504,6 +538,12 @@ class _JsonLinesReader(_TextReader):
             try:
                 value = decoder.decode(stripped)
             except json.JSONDecodeError as exc:
+                if number == first_line and stripped.startswith("{"):
+                    # Not one object a line: maybe one object over many, as an API answers.
+                    envelope = self._whole_document(decoder, line)
+                    if envelope is not None:
+                        yield from self._envelope_rows(envelope)
+                        return
                 raise FileProblem(
                     f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
                     row=number,
@@ -512,6 +552,11 @@ class _JsonLinesReader(_TextReader):
                 raise FileProblem(_TOO_DEEP, row=number) from None
             if "\\u" in stripped:
                 _check_escapes(value, number)
+            if number == first_line and is_snipe_answer(value):
+                yield from self._envelope_rows(value)
+                if any(rest.strip() for rest in self.text):
+                    raise FileProblem("more after the end of the JSON answer", row=None)
+                return
             if not isinstance(value, dict):
                 raise FileProblem(
                     f"line {number} is not a JSON object (a row of named values)", row=number
@@ -520,3 +565,61 @@ class _JsonLinesReader(_TextReader):
 
     def ignored_columns(self) -> list[str]:
         return self.keys.ignored()
+
+    def _whole_document(self, decoder: json.JSONDecoder, first: str) -> Any:
+        """The file as one JSON document from ``first`` on, if it is an API answer that
+        velory reads (Snipe-IT's), else None. Such answers are a page of a few hundred rows."""
+        assert self.text is not None
+        rest = self.text.read(MAX_JSON_ELEMENT_CHARS)
+        try:
+            value = decoder.decode((first + rest).strip().lstrip("\ufeff"))
+        except (json.JSONDecodeError, RecursionError):
+            return None
+        return value if is_snipe_answer(value) else None
+
+    def _envelope_rows(self, envelope: dict[str, Any]) -> Iterator[Row]:
+        """The assets of a Snipe-IT answer, each flattened to the fields velory imports; its
+        row is the asset's place in ``rows``, from 1."""
+        self.format = FORMAT_SNIPE_IT
+        for element, asset in enumerate(envelope["rows"], start=1):
+            if not isinstance(asset, dict):
+                raise FileProblem(
+                    f"element {element} of rows is not an object (an asset)", row=element
+                )
+            yield self.keys.row(element, snipe_asset(asset))
+
+
+def is_snipe_answer(value: Any) -> bool:
+    """Snipe-IT's API answer: ``{"total": N, "rows": [assets]}``."""
+    return isinstance(value, dict) and "total" in value and isinstance(value.get("rows"), list)
+
+
+def snipe_asset(asset: dict[str, Any]) -> dict[str, Any]:
+    """One Snipe-IT asset as the columns velory imports. Snipe-IT nests names in objects
+    (``model.name``), keeps dates as ``{date, formatted}``, names the user in ``assigned_to``
+    only when it is checked out to a person, and escapes text for HTML (``O&#039;Brien``)."""
+    import html
+
+    def text(value: Any) -> Any:
+        return html.unescape(value) if isinstance(value, str) else value
+
+    def name_of(value: Any) -> Any:
+        return text(value.get("name")) if isinstance(value, dict) else text(value)
+
+    def date_of(value: Any) -> Any:
+        return value.get("date") if isinstance(value, dict) else value
+
+    holder = asset.get("assigned_to")
+    person = holder if isinstance(holder, dict) and holder.get("type") == "user" else {}
+    flat = {
+        "serial": text(asset.get("serial")),
+        "model": name_of(asset.get("model")),
+        "category": name_of(asset.get("category")),
+        "email": text(person.get("email")),
+        "full name": text(person.get("name")),
+        "supplier": name_of(asset.get("supplier")),
+        "purchase date": date_of(asset.get("purchase_date")) or "",
+        "asset eol date": date_of(asset.get("asset_eol_date")) or "",
+        "notes": text(asset.get("notes")),
+    }
+    return flat

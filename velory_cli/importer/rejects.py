@@ -10,7 +10,14 @@ from typing import IO, Any, NamedTuple
 
 from velory_cli.errors import OutputUnwritable
 from velory_cli.importer.report import RowError
-from velory_cli.importer.sources import FORMAT_CSV, FORMAT_JSON, FORMAT_JSONL
+from velory_cli.importer.sources import (
+    FORMAT_CSV,
+    FORMAT_JSON,
+    FORMAT_JSONL,
+    FORMAT_SNIPE_IT,
+    FORMAT_WORKBOOK,
+)
+from velory_cli.importer.workbooks import cell_text
 
 
 class Rejected(NamedTuple):
@@ -18,6 +25,14 @@ class Rejected(NamedTuple):
 
     original: Any
     errors: list[RowError]
+
+
+def reason_of(errors: Iterable[RowError]) -> str:
+    """A rejected row's errors as its ``reason`` cell."""
+    return "; ".join(
+        f"row {e.row}, {e.column}: {e.message}" if e.column else f"row {e.row}: {e.message}"
+        for e in errors
+    )
 
 
 class RejectsWriter:
@@ -36,6 +51,7 @@ class RejectsWriter:
         self.count = 0
         self.format = FORMAT_CSV
         self.width = 0
+        self.workbook = False
         self._csv: Any = None
 
     def start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
@@ -46,6 +62,9 @@ class RejectsWriter:
 
     def _start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
         self.started = True
+        self.workbook = kind == FORMAT_WORKBOOK  # its cells are typed: written as their text
+        # A workbook's rows are a table, a Snipe-IT answer's assets objects of their own.
+        kind = {FORMAT_WORKBOOK: FORMAT_CSV, FORMAT_SNIPE_IT: FORMAT_JSONL}.get(kind, kind)
         self.format = kind
         if kind == FORMAT_CSV:
             self.out.write("\ufeff")
@@ -71,12 +90,9 @@ class RejectsWriter:
 
     def _add(self, rows: Iterable[Rejected]) -> None:
         for original, errors in rows:
-            reason = "; ".join(
-                f"row {e.row}, {e.column}: {e.message}" if e.column else f"row {e.row}: {e.message}"
-                for e in errors
-            )
+            reason = reason_of(errors)
             if self.format == FORMAT_CSV:
-                cells = list(original)
+                cells = [cell_text(cell) for cell in original] if self.workbook else list(original)
                 width = self.width
                 padded = cells[:width] + [""] * (width - len(cells))
                 self._csv.writerow([*padded, reason, *cells[width:]])
@@ -104,3 +120,75 @@ class RejectsWriter:
         if self.format == FORMAT_JSON:
             with self._writing():
                 self.out.write("\n]\n" if self.count else "]\n")
+
+
+class WorkbookRejectsWriter(RejectsWriter):
+    """The rejected rows as an ``.xlsx`` workbook: the file's columns and a ``reason`` column,
+    a workbook's cells keeping their type (a date stays a date), every text a string cell.
+
+    The rows are spooled to a temporary file, which a second reading of the file (see
+    ``restart``) empties again, and written out as a workbook by ``finish``; memory stays flat.
+    """
+
+    def __init__(self, path: str) -> None:
+        import tempfile
+
+        spool = tempfile.TemporaryFile(prefix="velory-rejects-")  # noqa: SIM115 (closed by close)
+        super().__init__(spool)  # type: ignore[arg-type]
+        self.path = path
+        self.header: list[str] = []
+        self.keys: dict[str, None] = {}
+
+    def _start(self, kind: str, header: Sequence[str] | None, delimiter: str) -> None:
+        self.started = True
+        self.format = kind
+        self.header = list(header or [])
+
+    def _add(self, rows: Iterable[Rejected]) -> None:
+        import pickle
+
+        for original, errors in rows:
+            if isinstance(original, dict):
+                for key in original:
+                    if len(self.keys) < 10_000:
+                        self.keys.setdefault(key, None)
+            pickle.dump((original, reason_of(errors)), self.out)  # type: ignore[arg-type]
+            self.count += 1
+
+    def restart(self) -> None:
+        with self._writing():
+            self.out.seek(0)
+            self.out.truncate()
+        self.started = False
+        self.count = 0
+        self.keys = {}
+
+    def finish(self) -> None:
+        import pickle
+
+        from velory_cli.outputs import WorkbookWriter
+
+        with self._writing():
+            keys = list(self.keys)
+            header = keys if keys else self.header
+            writer = WorkbookWriter(self.path, [*header, "reason"], sheet="Rejected rows")
+            self.out.seek(0)
+            for _ in range(self.count):
+                original, reason = pickle.load(self.out)  # type: ignore[arg-type]
+                if isinstance(original, dict):
+                    cells = [_json_cell(original.get(key)) for key in keys]
+                else:
+                    cells = list(original)
+                    cells = cells[: len(header)] + [""] * (len(header) - len(cells))
+                writer.add([*cells, reason])
+            writer.close()
+
+    def close(self) -> None:
+        self.out.close()
+
+
+def _json_cell(value: Any) -> Any:
+    """A JSON value as a cell: text and numbers as they are, anything else as its JSON."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False)

@@ -25,6 +25,9 @@ from velory_cli.errors import InputUnreadable, UsageError
 FORMAT_CSV = "csv"
 FORMAT_JSON = "json"
 FORMAT_JSONL = "jsonl"
+FORMAT_WORKBOOK = "workbook"
+# Snipe-IT's API answer, {"total", "rows": [assets]}: its rejects are JSON Lines of the assets.
+FORMAT_SNIPE_IT = "snipe-it"
 
 _EXTENSION_FORMATS = {
     ".csv": FORMAT_CSV,
