@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import velory_command
 
-HEAVY = ("rich", "sqlite_utils", "dateutil", "smtplib", "email")
+HEAVY = ("rich", "sqlite_utils", "dateutil", "smtplib", "email", "python_calamine", "xlsxwriter")
 
 
 def imported_modules(code: str) -> set[str]:
@@ -39,7 +39,7 @@ def test_version_is_printed_without_heavy_imports() -> None:
     assert result.stdout.startswith("velory ")
     imports = [line for line in result.stderr.splitlines() if line.startswith("import ")]
     assert imports, "PYTHONVERBOSE should list the imports"
-    for name in ("rich", "sqlite_utils", "dateutil", "smtplib"):
+    for name in ("rich", "sqlite_utils", "dateutil", "smtplib", "python_calamine", "xlsxwriter"):
         assert not any(f"import '{name}'" in line for line in imports), name
 
 

@@ -219,10 +219,9 @@ class WorkbookReader:
                                 names[index],
                                 _error_message(found[position]),
                             )
-            originals = [[cell_text(cell) for cell in cells] for cells in chunk]
             yield Batch(
                 numbers,
-                originals,
+                chunk,  # the cells as typed: a rejects workbook keeps a date a date
                 columns,
                 names,
                 errors=row_errors if any(row_errors) else None,
