@@ -248,6 +248,81 @@ BARE_SMTP = textwrap.dedent(
 # ---- cases -----------------------------------------------------------------------------------
 
 
+def make_workbook(rows: int) -> Path:
+    """The fleet as an .xlsx workbook: dates as date cells, as Excel keeps them."""
+    import xlsxwriter
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"fleet-{rows}.xlsx"
+    if path.exists():
+        return path
+    rng = random.Random(20261201)
+    temp = DATA / f"fleet-{rows}.tmp.xlsx"
+    book = xlsxwriter.Workbook(str(temp), {"constant_memory": True})
+    sheet = book.add_worksheet("Devices")
+    day = book.add_format({"num_format": "yyyy-mm-dd"})
+    sheet.write_row(0, 0, HEADER)
+    for number in range(rows):
+        row = fleet_row(rng, number)
+        for column, value in enumerate(row):
+            if column in (6, 7):
+                sheet.write_datetime(number + 1, column, date.fromisoformat(value), day)
+            elif value:
+                sheet.write_string(number + 1, column, value)
+    book.close()
+    temp.replace(path)
+    return path
+
+
+FLOOR_WORKBOOK = textwrap.dedent(
+    """
+    import sqlite3, sys
+    from python_calamine import CalamineWorkbook
+    conn = sqlite3.connect(sys.argv[2], isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(
+        "CREATE TABLE devices (id INTEGER PRIMARY KEY, serial TEXT NOT NULL, model TEXT,"
+        " category TEXT, user_name TEXT, user_email TEXT, distributor TEXT,"
+        " purchase_date TEXT, renewal_date TEXT, notes TEXT)"
+    )
+    rows = CalamineWorkbook.from_path(sys.argv[1]).get_sheet_by_index(0).iter_rows()
+    next(rows)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO devices (serial, model, category, user_name, user_email, distributor,"
+        " purchase_date, renewal_date, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ([r[0], r[1], r[2], r[3], r[4], r[5], r[6].isoformat(), r[7].isoformat(), r[8]]
+         for r in rows),
+    )
+    conn.execute("CREATE UNIQUE INDEX devices_serial ON devices (serial)")
+    conn.execute("CREATE INDEX devices_renewal ON devices (renewal_date)")
+    conn.execute("COMMIT")
+    """
+)
+
+
+def workbook_case(rows: int, repeat: int, work: Path, *, target: float | None) -> Outcome:
+    """Importing a workbook against python-calamine reading the same sheet plus the bare
+    insert: what velory's checks and import job add to reading the file at all."""
+    book = make_workbook(rows)
+    counter = iter(range(10_000))
+
+    def velory() -> float:
+        db = work / f"book-{next(counter)}.db"
+        elapsed, _ = run_measured([*VELORY, "import", str(book), "--json"], env=velory_env(db))
+        db.unlink()
+        return elapsed
+
+    def floor() -> float:
+        db = work / f"book-floor-{next(counter)}.db"
+        elapsed, _ = run_measured([PYTHON, "-c", FLOOR_WORKBOOK, str(book), str(db)])
+        db.unlink()
+        return elapsed
+
+    mine, base = interleave(repeat, velory, floor)
+    return outcome("import (.xlsx workbook)", rows, mine, base, "s", target)
+
+
 def import_case(
     rows: int, repeat: int, work: Path, *, excel: bool = False, target: float | None = None
 ) -> Outcome:
@@ -571,6 +646,7 @@ def main() -> None:
             ]
             + [import_case(mid, args.repeat, w, excel=True)]
         ),
+        "workbook": lambda w: [workbook_case(mid, args.repeat, w, target=1.5)],
         "sqlite-utils": lambda w: [sqlite_utils_case(mid, args.repeat, w)],
         "reimport": lambda w: [
             reimport_case(big, args.repeat, w, edited=0, target=2.0),

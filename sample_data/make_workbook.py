@@ -60,7 +60,9 @@ def main() -> None:
     devices += ADDED
     dated = {header.index("Purchase Date"), header.index("Renewal Date")}
     book = xlsxwriter.Workbook(str(HERE / "devices.xlsx"))
-    book.set_properties({"title": "Nordlys AB devices", "author": "IT"})
+    # A fixed creation time: the same devices.csv makes the same file.
+    created = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    book.set_properties({"title": "Nordlys AB devices", "author": "IT", "created": created})
     sheet = book.add_worksheet("Enheter")
     bold = book.add_format({"bold": True})
     day = book.add_format({"num_format": "yyyy-mm-dd"})
