@@ -13,8 +13,11 @@ python-calamine is imported only when a workbook is read: start-up does not pay 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import operator
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
@@ -164,7 +167,7 @@ class WorkbookReader:
         number = 0
         for cells in rows:
             number += 1
-            if any(_filled(cell) for cell in cells):
+            if not _blank(cells):
                 self._header = [cell_text(cell).strip() for cell in cells]
                 self.columns = table_columns(self._header, number, self.overrides)
                 break
@@ -173,28 +176,38 @@ class WorkbookReader:
         positions, names = self.columns.positions, self.columns.names
         used = [(index, p) for index, p in enumerate(positions) if p is not None]
         empty = [""]
+        width = sheet.width
+        count_empty = operator.methodcaller("count", "")
         while True:
-            chunk: list[list[Any]] = []
-            numbers: list[int] = []
-            for cells in rows:
-                number += 1
-                if any(_filled(cell) for cell in cells):
-                    chunk.append(cells)
-                    numbers.append(number)
-                    if len(chunk) >= size:
-                        break
-            self._row = number
+            chunk: list[list[Any]] = list(itertools.islice(rows, size))
             if not chunk:
                 return
+            numbers: Sequence[int] = range(number + 1, number + 1 + len(chunk))
+            number += len(chunk)
+            self._row = number
+            # A row with most cells filled is no blank row: most chunks are known by one count
+            # a row, in C; only rows with a few cells filled are looked at cell by cell.
+            if max(map(count_empty, chunk)) >= width - 2:
+                kept = [(n, cells) for n, cells in zip(numbers, chunk, strict=True)]
+                kept = [(n, cells) for n, cells in kept if not _blank(cells)]
+                if not kept:
+                    continue
+                numbers = [n for n, _ in kept]
+                chunk = [cells for _, cells in kept]
             columns: list[Sequence[str]] = [empty * len(chunk)] * len(positions)
             row_errors: list[list[RowError] | None] = [None] * len(chunk)
             for index, position in used:
-                values = [cells[position] for cells in chunk]
-                if all(type(value) is str for value in values):
-                    columns[index] = [value.strip() for value in values]
-                    texts = columns[index]
-                    if not any(text[:1] in "#E" and text in CELL_ERRORS for text in texts):
+                values = list(map(operator.itemgetter(position), chunk))
+                # Most columns hold one type of cell throughout: converted in one pass of C.
+                kinds = set(map(type, values))
+                if kinds == _TEXT:
+                    texts = list(map(str.strip, values))
+                    if CELL_ERRORS.isdisjoint(texts):
+                        columns[index] = texts
                         continue
+                elif kinds == _DATE and index in (PURCHASED, RENEWAL):
+                    columns[index] = list(map(dt.date.isoformat, values))
+                    continue
                 texts = []
                 for offset, value in enumerate(values):
                     text, problem = _field_text(value, index)
@@ -255,8 +268,19 @@ class WorkbookReader:
             self._sheet = None
 
 
-def _filled(cell: Any) -> bool:
-    return bool(cell.strip()) if type(cell) is str else True
+_TEXT = {str}
+_DATE = {dt.date}
+
+
+def _blank(cells: list[Any]) -> bool:
+    """Whether a row is blank: no cell but empty ones or white space. A row with a few cells
+    filled is looked at cell by cell; most rows are known by one count, in C."""
+    empty = cells.count("")
+    if empty == len(cells):
+        return True
+    if empty < len(cells) - 2:
+        return False
+    return not any(cell.strip() if type(cell) is str else True for cell in cells)
 
 
 def _first_worksheet(book: Any, names: list[str]) -> str:
@@ -319,17 +343,7 @@ def _xlsx_error_cells(
     stream.seek(0)
     with zipfile.ZipFile(stream) as archive:
         member = _sheet_member(archive, sheet_name)
-        if member is None:
-            return {}
-        with archive.open(member) as xml:
-            marked = False
-            tail = b""
-            while chunk := xml.read(1024 * 1024):
-                if b't="e"' in tail + chunk:
-                    marked = True
-                    break
-                tail = chunk[-8:]
-        if not marked:
+        if member is None or not _marked(archive, member, stream):
             return {}
         found: dict[int, dict[int, str]] = {}
         with archive.open(member) as xml:
@@ -347,6 +361,39 @@ def _xlsx_error_cells(
                 elif element.tag.endswith("}row"):
                     element.clear()
         return found
+
+
+_ERROR_MARK = b't="e"'
+
+
+def _marked(archive: zipfile.ZipFile, member: str, stream: Any) -> bool:
+    """Whether the sheet's XML holds the mark of an error cell at all: its deflated bytes
+    inflated straight from the file (what zipfile does, without checking each byte's CRC,
+    which the parse of the sheet has done already)."""
+    info = archive.getinfo(member)
+    stream.seek(info.header_offset)
+    local = stream.read(30)
+    if len(local) < 30 or local[:4] != _ZIP_MAGIC:
+        return True  # let zipfile read it, and say what is wrong
+    stream.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little"))
+    stream.seek(int.from_bytes(local[28:30], "little"), 1)
+    if info.compress_type == zipfile.ZIP_STORED:
+        inflate: Any = None
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        inflate = zlib.decompressobj(-15)
+    else:
+        return True
+    left, tail = info.compress_size, b""
+    while left > 0:
+        piece = stream.read(min(left, 1024 * 1024))
+        if not piece:
+            break
+        left -= len(piece)
+        text = inflate.decompress(piece) if inflate is not None else piece
+        if _ERROR_MARK in tail + text[:8] or _ERROR_MARK in text:
+            return True
+        tail = text[-8:]
+    return False
 
 
 def _sheet_member(archive: zipfile.ZipFile, sheet_name: str) -> str | None:
