@@ -126,6 +126,39 @@ def test_header_under_empty_rows_and_the_rows_numbered_as_the_sheet(
     assert report["errors"][0]["row"] == 5  # the header is on the sheet's row 4
 
 
+def test_blank_rows_between_devices_are_skipped_and_counted(invoke: Invoke, tmp_path: Path) -> None:
+    row = ["PF1", "a", None, None, dt.date(2024, 1, 2), None]
+    blank = [None, "   ", None, None, None, None]
+    bad = ["PF9", "b", "nope", None, dt.date(2024, 1, 2), None]
+    path = make_xlsx(tmp_path / "fleet.xlsx", [HEADER, row, [], blank, bad])
+    code, report = imported(invoke, path, "--dry-run")
+    assert code == 65 and report["rows"] == 2
+    assert [e["row"] for e in report["errors"]] == [5]
+
+
+def test_a_changed_workbook_updates_with_history(
+    invoke: Invoke, tmp_path: Path, home: Path
+) -> None:
+    first: list[list[Any]] = [
+        HEADER,
+        ["PF1", "ThinkPad", "asa@x.se", "Åsa", dt.date(2024, 1, 2), None],
+    ]
+    assert imported(invoke, make_xlsx(tmp_path / "a.xlsx", first))[0] == 0
+    second: list[list[Any]] = [
+        HEADER,
+        ["PF1", "ThinkPad", "bo@x.se", "Bo", dt.date(2024, 1, 2), None],
+    ]
+    path = make_xlsx(tmp_path / "b.xlsx", second)
+    code, report = imported(invoke, path, "--dry-run")
+    assert code == 0 and report["updated"] == 1 and stored(home)["PF1"]["user_email"] == "asa@x.se"
+    code, report = imported(invoke, path)
+    assert code == 0 and report["updated"] == 1
+    shown = json_out(invoke(["show", "PF1", "--json"]))
+    change = shown["history"][-1]
+    assert change["action"] == "import"
+    assert change["details"]["user_email"] == {"old": "asa@x.se", "new": "bo@x.se"}
+
+
 def test_sheet_chooses_the_sheet(invoke: Invoke, tmp_path: Path, home: Path) -> None:
     path = make_xlsx(
         tmp_path / "fleet.xlsx",
@@ -196,6 +229,7 @@ def test_an_ods_spreadsheet(invoke: Invoke, tmp_path: Path, home: Path) -> None:
     assert report["rejected"] == 1 and "#N/A" in report["errors"][0]["message"]
 
 
+@pytest.mark.subprocess
 def test_a_workbook_on_stdin(tmp_path: Path, env: dict[str, str]) -> None:
     path = make_xlsx(
         tmp_path / "fleet.xlsx", [HEADER, ["PF1", "a", None, None, dt.date(2024, 1, 2), None]]
