@@ -20,13 +20,16 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 from velory_cli.importer.columns import PURCHASED, RENEWAL, SERIAL, ColumnMap
 from velory_cli.importer.readers import Batch, FileProblem, table_columns
 from velory_cli.importer.report import RowError, add_error
 from velory_cli.importer.sources import FORMAT_WORKBOOK, Source
+
+if TYPE_CHECKING:
+    import threading
 
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -110,6 +113,9 @@ class WorkbookReader:
         self._sheet: Any = None
         self._sheet_name = ""
         self._row = 0
+        self._looking: threading.Thread | None = None
+        self._errors_found: dict[int, dict[int, str]] = {}
+        self._text_errors = True
         self._open(sheet)
 
     @property
@@ -145,6 +151,8 @@ class WorkbookReader:
                     raise FileProblem(f'no sheet named "{sheet}" (its sheets: {listed})')
                 chosen = folded[sheet.casefold()]
             self._sheet_name = chosen
+            # The file's bytes are in calamine's memory now: the stream is free to read again.
+            self._look_for_error_cells(chosen)
             self._sheet = self._book.get_sheet_by_name(chosen)
         except FileProblem:
             raise
@@ -162,7 +170,12 @@ class WorkbookReader:
         if sheet is None or sheet.start is None:
             return  # an empty sheet: no rows, which is no error
         start_column = sheet.start[1]
-        errors_at = self._error_cells(start_column)
+        errors_at = self._error_cells()
+        if start_column:
+            errors_at = {
+                row: {column - start_column: shown for column, shown in cells.items()}
+                for row, cells in errors_at.items()
+            }
         rows = sheet.iter_rows()
         number = 0
         for cells in rows:
@@ -202,7 +215,7 @@ class WorkbookReader:
                 kinds = set(map(type, values))
                 if kinds == _TEXT:
                     texts = list(map(str.strip, values))
-                    if CELL_ERRORS.isdisjoint(texts):
+                    if not self._text_errors or CELL_ERRORS.isdisjoint(texts):
                         columns[index] = texts
                         continue
                 elif kinds == _DATE and index in (PURCHASED, RENEWAL):
@@ -211,7 +224,7 @@ class WorkbookReader:
                 texts = []
                 for offset, value in enumerate(values):
                     text, problem = _field_text(value, index)
-                    if problem is None and text in CELL_ERRORS:
+                    if problem is None and self._text_errors and text in CELL_ERRORS:
                         problem = _error_message(text)
                     if problem is not None:
                         row_errors[offset] = add_error(
@@ -241,14 +254,35 @@ class WorkbookReader:
                 stripped=True,
             )
 
-    def _error_cells(self, start_column: int) -> dict[int, dict[int, str]]:
-        """The cells of the sheet that hold an error, by row number and position in the row.
-        python-calamine reads them as empty cells; an xlsx file says so in its XML, looked at
-        only when the error mark is there at all."""
-        try:
-            return _xlsx_error_cells(self.source, self._sheet_name, start_column)
-        except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError, ValueError):
+    def _look_for_error_cells(self, sheet_name: str) -> None:
+        """Start looking for the cells of the sheet that hold an error, beside the parse of
+        the sheet (which lets go of the GIL, as inflating does): python-calamine reads them as
+        empty cells; an xlsx file says so in its XML, looked at only when the error mark is
+        there at all."""
+        import threading
+
+        found: dict[int, dict[int, str]] = {}
+
+        def look() -> None:
+            # Where the zip cannot be read this way, calamine reads the sheet or says why not.
+            with suppress(
+                zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError, ValueError
+            ):
+                found.update(_xlsx_error_cells(self.source, sheet_name))
+                # An xlsx file marks its error cells; only other workbooks (LibreOffice's)
+                # hand them over as their text, which each text cell is then compared with.
+                self._text_errors = False
+
+        self._errors_found = found
+        self._looking = threading.Thread(target=look, name="velory-error-cells", daemon=True)
+        self._looking.start()
+
+    def _error_cells(self) -> dict[int, dict[int, str]]:
+        """The error cells by row number and column from A (0)."""
+        if self._looking is None:
             return {}
+        self._looking.join()
+        return self._errors_found
 
     def ignored_columns(self) -> list[str]:
         return list(self.columns.ignored) if self.columns else []
@@ -261,6 +295,9 @@ class WorkbookReader:
         return min(size, size * self._row // height) if height else size
 
     def close(self) -> None:
+        if self._looking is not None:
+            self._looking.join()  # it reads the file, which the caller closes next
+            self._looking = None
         if self._book is not None:
             with suppress(Exception):  # already closed: nothing to let go of
                 self._book.close()
@@ -333,13 +370,11 @@ def _serial_number(value: float) -> tuple[str, str | None]:
     return shown, None
 
 
-def _xlsx_error_cells(
-    source: Source, sheet_name: str, start_column: int
-) -> dict[int, dict[int, str]]:
+def _xlsx_error_cells(source: Source, sheet_name: str) -> dict[int, dict[int, str]]:
     stream = source.stream
     stream.seek(0)
     if stream.read(4) != _ZIP_MAGIC:
-        return {}
+        raise ValueError("not an xlsx file")
     stream.seek(0)
     with zipfile.ZipFile(stream) as archive:
         member = _sheet_member(archive, sheet_name)
@@ -355,7 +390,7 @@ def _xlsx_error_cells(
                             shown = "".join(
                                 child.text or "" for child in element if child.tag.endswith("v")
                             )
-                            column = _column_index(match[1]) - start_column
+                            column = _column_index(match[1])
                             found.setdefault(int(match[2]), {})[column] = shown or "#N/A"
                     element.clear()
                 elif element.tag.endswith("}row"):
