@@ -162,6 +162,45 @@ def test_a_pipe_is_spooled_and_read(run: Run, tmp_path: Path) -> None:
 
 
 @pytest.mark.subprocess
+def test_a_named_pipe_is_a_file_like_any_other(tmp_path: Path) -> None:
+    """A FIFO, as `<(ssh host cat export.csv)` hands velory one, cannot rewind: it is spooled."""
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VELORY_")}
+    process = subprocess.Popen(
+        [*velory_command(), "--db", str(tmp_path / "v.db"), "import", str(fifo), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "VELORY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
+    )
+    with fifo.open("w", encoding="utf-8") as writer:
+        writer.write(HEADER + "".join(f"S{i},M,,,,2024-01-01,\n" for i in range(3000)))
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout)["inserted"] == 3000
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.subprocess
+def test_dev_stdin_from_a_pipe_reads_like_dash(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VELORY_")}
+    command = [*velory_command(), "--db", str(tmp_path / "v.db"), "import", "/dev/stdin"]
+    result = subprocess.run(
+        [*command, "--json"],
+        input=GOOD,
+        capture_output=True,
+        text=True,
+        env={**env, "VELORY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["inserted"] == 1
+    assert result.stderr == ""
+
+
+@pytest.mark.subprocess
 def test_a_file_imports_with_stdin_closed_altogether(run: Run, tmp_path: Path, home: Path) -> None:
     """As cron runs it (`velory import in.csv <&-`): a named file needs no stdin."""
     result = run(["import", str(write(tmp_path, "in.csv", GOOD)), "--json"], closed=[0])

@@ -64,12 +64,13 @@ class Source:
 
 @contextmanager
 def open_source(path: str, stdin: BinaryIO | None = None) -> Iterator[Source]:
-    """The file at ``path``, or stdin for ``-`` (spooled to a temporary file when it cannot
-    seek, as from a pipe); a file that is missing or unreadable is ``InputUnreadable``."""
+    """The file at ``path``, or stdin for ``-``; either is spooled to a temporary file when it
+    cannot seek (a pipe, ``/dev/stdin``, a named pipe, ``<(command)``). A file that is missing
+    or unreadable is ``InputUnreadable``."""
     if path == "-":
         if stdin is None:
             raise InputUnreadable("no standard input to read")
-        with _seekable(stdin) as stream:
+        with _seekable(stdin, "standard input") as stream:
             yield Source(name="stdin", stream=stream, size=_size(stream), suffix="")
         return
     target = Path(path)
@@ -81,9 +82,9 @@ def open_source(path: str, stdin: BinaryIO | None = None) -> Iterator[Source]:
         raise InputUnreadable(f"{path}: no such file") from None
     except OSError as exc:
         raise InputUnreadable(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
+    with handle, _seekable(handle, path) as stream:
         yield Source(
-            name=_printable(path), stream=handle, size=_size(handle), suffix=target.suffix.lower()
+            name=_printable(path), stream=stream, size=_size(stream), suffix=target.suffix.lower()
         )
 
 
@@ -93,7 +94,7 @@ def _printable(path: str) -> str:
 
 
 @contextmanager
-def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
+def _seekable(stream: BinaryIO, what: str) -> Iterator[BinaryIO]:
     try:
         seekable = stream.seekable()
     except (OSError, ValueError):
@@ -106,7 +107,7 @@ def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
         try:
             shutil.copyfileobj(stream, spool, 1024 * 1024)
         except OSError as exc:
-            raise InputUnreadable(f"cannot read standard input: {exc.strerror}") from None
+            raise InputUnreadable(f"cannot read {_printable(what)}: {exc.strerror}") from None
         spool.seek(0)
         yield spool
 
