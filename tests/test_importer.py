@@ -1111,3 +1111,22 @@ def test_a_clean_file_is_checked_a_column_at_a_time(
     assert stored["PF1"]["renewal_date"] == "2026-12-01"
     assert stored["PF2"]["import_notes"] == "n\n2"
     assert stored["PF1"]["category"] is None
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ["A1", '"a1 "'],  # white space at the very end of a column's text
+        ["A1", "a1 "],
+        [" a1", "A1"],  # and at its very start
+        ["E1", "e1\u00a0"],  # a non-breaking space is a space
+    ],
+)
+def test_surrounding_white_space_is_never_part_of_a_serial_wherever_the_row_is(
+    store: Store, tmp_path: Path, rows: list[str]
+) -> None:
+    lines = "".join(f"{serial},2024-01-01\n" for serial in rows)
+    report = run_import(store, write(tmp_path, "a.csv", "Serial,Purchased\n" + lines))
+    assert report.inserted == 0 and report.rejected == 1
+    assert errors(report)[0][0] == 3
+    assert devices(store) == {}

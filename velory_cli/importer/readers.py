@@ -283,8 +283,12 @@ class _CsvReader(_TextReader):
 
 def _stripped(texts: list[str]) -> list[str]:
     """The texts of a column stripped, one pass of C; none at all when the column holds no
-    white space anywhere (serials, emails, dates mostly), which one split finds out."""
-    if len("".join(texts).split(None, 1)) <= 1:
+    white space anywhere (serials, emails, dates mostly), which one split finds out: the
+    joined text splits into one part as long as itself only when no white space is in it.
+    (A part count alone cannot see white space at either end of the joined text.)"""
+    joined = "".join(texts)
+    parts = joined.split(None, 1)
+    if not joined or (len(parts) == 1 and len(parts[0]) == len(joined)):
         return texts
     return list(map(str.strip, texts))
 
