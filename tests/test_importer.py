@@ -352,7 +352,6 @@ def test_a_header_without_rows_is_no_error(store: Store, tmp_path: Path) -> None
     [
         ("a.csv", "Name,Model\nx,y\n", 1, "no serial column"),
         ("a.csv", "\n\nName,Model\nx,y\n", 3, "no serial column"),
-        ("a.csv", "Serial,Model\nx,y\n", 1, "no date column"),
         ("a.csv", 'Serial,Purchase Date\nPF1,"2024-01-01\nPF2,2024-01-01\n', 2, "never closed"),
         ("a.csv", 'Serial,Purchase Date\n"PF1"x,2024-01-01\n', 2, "after its closing quote"),
         ("a.csv", b"\x00\x01\x02\x03binary\n", None, "binary data"),
@@ -437,7 +436,7 @@ def test_each_reason_a_row_is_rejected_with_its_row_and_column(
     assert messages[3] == "'not an email' is not an email address"
     assert messages[4] == "'31.02.2026' is not a date: February 2026 has no day 31"
     assert messages[5] == "the renewal date 2025-01-01 is before the purchase date 2026-01-01"
-    assert messages[6] == "no date: a purchase date or a renewal date is needed"
+    assert messages[6] == "a new device needs a purchase or a renewal date"
     assert "control character (U+0007)" in messages[7]
     assert "--dayfirst" in messages[8]
     assert "U+001B" in messages[9]
@@ -781,7 +780,7 @@ def test_rejects_keep_the_original_columns_and_add_a_reason(store: Store, tmp_pa
     assert lines[0] == "\ufeffSerial;Model;Extra;Purchased;reason"
     assert lines[1] == ";Y;lost serial;2024-01-01;row 3, Serial: serial is empty"
     assert (
-        lines[2] == "PF3;;;;row 4, Purchased: no date: a purchase date or a renewal date is needed"
+        lines[2] == "PF3;;;;row 4, Purchased: a new device needs a purchase or a renewal date"
     )
     assert lines[3] == ""
 
@@ -794,7 +793,7 @@ def test_json_rejects_are_the_objects_with_a_reason(store: Store, tmp_path: Path
     assert [r["serial"] for r in rejected] == ["PF1", "PF2"]
     assert rejected[0]["n"] == "1"
     assert rejected[0]["reason"].startswith("row 1, purchase_date: 'x' is not a date")
-    assert rejected[1]["reason"] == "row 2: no date: a purchase date or a renewal date is needed"
+    assert rejected[1]["reason"] == "row 2: a new device needs a purchase or a renewal date"
 
 
 # ---- property: whatever the bytes, a report and 0 or 65 ------------------------------------
@@ -1129,4 +1128,48 @@ def test_surrounding_white_space_is_never_part_of_a_serial_wherever_the_row_is(
     report = run_import(store, write(tmp_path, "a.csv", "Serial,Purchased\n" + lines))
     assert report.inserted == 0 and report.rejected == 1
     assert errors(report)[0][0] == 3
+    assert devices(store) == {}
+
+
+def test_a_file_of_new_emails_needs_no_date_column(store: Store, tmp_path: Path) -> None:
+    first = HEADER + "PF1,X1,old@x.se,Åsa,Atea,2024-01-01,2027-01-01,\nPF2,X2,,,,2024-02-01,,\n"
+    run_import(store, write(tmp_path, "first.csv", first))
+    emails = "Serial,Email,Full Name\nPF1,new@x.se,Åsa Ek\npf2,bo@x.se,Bo\n"
+    report = run_import(store, write(tmp_path, "emails.csv", emails), now=LATER)
+    assert report.file_error is None and errors(report) == []
+    assert (report.updated, report.inserted, report.rejected) == (2, 0, 0)
+    stored = devices(store)
+    assert stored["PF1"]["user_email"] == "new@x.se"
+    assert stored["PF1"]["renewal_date"] == "2027-01-01"  # an empty cell never clears a value
+    assert stored["PF2"]["user_name"] == "Bo"
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 1000])
+def test_a_row_of_a_known_device_may_leave_its_dates_empty(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+) -> None:
+    run_import(store, write(tmp_path, "first.csv", HEADER + "PF1,X1,,,,2024-01-01,,\n"))
+    monkeypatch.setattr(job, "CHUNK_ROWS", chunk_rows)
+    text = HEADER + "PF1,X2,,,,,,\nNEW1,X3,,,,,,\nNEW2,X4,,,,2024-05-01,,\n"
+    report = run_import(store, write(tmp_path, "again.csv", text), skip_invalid=True, now=LATER)
+    assert errors(report) == [
+        (3, "Purchase Date", "a new device needs a purchase or a renewal date")
+    ]
+    assert (report.updated, report.inserted, report.rejected) == (1, 1, 1)
+    assert sorted(devices(store)) == ["NEW2", "PF1"]
+    assert devices(store)["PF1"]["model"] == "X2"
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_new_device_without_a_date_is_rejected_and_still_holds_its_serial(
+    store: Store, tmp_path: Path, dry_run: bool
+) -> None:
+    text = "Serial,Model\nA1,X\na1,Y\n"
+    report = run_import(store, write(tmp_path, "a.csv", text), dry_run=dry_run)
+    assert report.exit_code == 65 and report.file_error is None
+    assert errors(report) == [
+        (2, None, "a new device needs a purchase or a renewal date"),
+        (3, None, "a new device needs a purchase or a renewal date"),
+        (3, "Serial", "serial 'a1' is already in row 2"),
+    ]
     assert devices(store) == {}

@@ -149,14 +149,9 @@ class _Checker:
             renewal_iso, problem = dates.read_date(renewal, self.order)
             if problem:
                 errors = add_error(errors, number, names[RENEWAL], problem)
-        if not (purchased or renewal):
-            errors = add_error(
-                errors,
-                number,
-                names[PURCHASED] or names[RENEWAL],
-                "no date: a purchase date or a renewal date is needed",
-            )
-        elif purchase_iso and renewal_iso and renewal_iso < purchase_iso:
+        # A row without any date is valid here: it may name a stored device. Whether it would
+        # create one, which needs a date, is known once its serial is placed (``_flush``).
+        if purchase_iso and renewal_iso and renewal_iso < purchase_iso:
             errors = add_error(
                 errors,
                 number,
@@ -227,9 +222,6 @@ class _Checker:
         if purchased is None or renewal is None:
             return None
         if not all(renewal):
-            pairs = zip(purchased, renewal, strict=True)
-            if not all(purchased) and any(not (p or r) for p, r in pairs):
-                return None  # a row without any date
             term = self.term_months
             ends = {p: dates.add_months(p, term) for p in set(purchased) if p}
             ends[""] = ""
@@ -453,9 +445,25 @@ class _Import:
         entries: list[list[Any]] | None = None
         invalid: set[int] = set()
         clean = self.checker.screen(batch)
+        if clean is not None and not all(clean[1][RENEWAL]):
+            # A renewal date is missing only where the row has no date at all.
+            keys, columns = clean
+            if self._creating([keys[i] for i, date in enumerate(columns[RENEWAL]) if not date]):
+                clean = None  # such a row would create a device: it is rejected, row by row
         if clean is None:
             # A rejected row still holds its serial: a later row with it is a repeat.
             entries = [check(batch.row(index)) for index in range(len(batch))]
+            dateless = [e for e in entries if e[_VALUES] is not None and not e[_VALUES][RENEWAL]]
+            for index in self._creating([entry[_KEY] for entry in dateless]):
+                entry = dateless[index]
+                names = entry[_NAMES]
+                entry[_ERRORS] = add_error(
+                    None,
+                    entry[_NUMBER],
+                    names[PURCHASED] or names[RENEWAL],
+                    "a new device needs a purchase or a renewal date",
+                )
+                entry[_VALUES] = None
             keyed: Sequence[int] = [i for i, entry in enumerate(entries) if entry[_KEY]]
             invalid = {p for p, index in enumerate(keyed) if entries[index][_ERRORS]}
             report.rejected += sum(1 for entry in entries if entry[_ERRORS])
@@ -486,6 +494,17 @@ class _Import:
             with suppress(OSError, ValueError):
                 where = getattr(self.reader, "position", None)
                 self.progress(where() if where else self.source.stream.tell())
+
+    def _creating(self, keys: Sequence[str]) -> list[int]:
+        """Of these serials of rows without any date, the ones (by position) no device in the
+        store has: such a row would create a device, which needs a date. Into an empty store
+        every one would (or repeats an earlier row, which placing it finds)."""
+        if not keys:
+            return []
+        if self.store_was_empty:
+            return list(range(len(keys)))
+        known = set(map(_POSITION, self.writes.lookup(keys)))
+        return [position for position in range(len(keys)) if position not in known]
 
     def _report_rejected(self, entries: list[list[Any]]) -> None:
         rejected = [entry for entry in entries if entry[_ERRORS]]

@@ -20,8 +20,6 @@ from typing import IO, Any, NamedTuple, Protocol
 
 from velory_cli.importer.columns import (
     ALIASES,
-    PURCHASED,
-    RENEWAL,
     SERIAL,
     ColumnMap,
     UnknownHeader,
@@ -306,13 +304,8 @@ def table_columns(
         raise FileProblem(
             f"no serial column: name one {_accepted('serial')} (found {found})", row=row
         )
-    if not (columns.has(PURCHASED) or columns.has(RENEWAL)):
-        raise FileProblem(
-            "no date column: every device needs a purchase date (a column named "
-            f"{_accepted('purchase_date', 'or')}) or a renewal date "
-            f"({_accepted('renewal_date', 'or')})",
-            row=row,
-        )
+    # No date column is no problem for the file: only a row that would create a device needs a
+    # date, and a file of corrections to known devices (new emails) has none.
     return columns
 
 
