@@ -420,3 +420,62 @@ def test_an_import_killed_half_way_leaves_the_store_as_it_was(
         assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 0
     result = run(["devices", "--json"])
     assert [d["model"] for d in json.loads(result.stdout)] == ["ThinkPad T14"]
+
+
+_QUOTED_TEXT = st.tuples(
+    st.sampled_from(["", "=", "+", "-", "@", "'", "''", "'=", "-'", "@@"]),
+    st.text(alphabet="abcÅß1 -='+@", max_size=6),
+).map(lambda parts: (parts[0] + parts[1]).strip())
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["", "-", "=", "@", "'", "+", "'-"]),
+            _QUOTED_TEXT,
+            _QUOTED_TEXT,
+            st.sampled_from(["", "-ops@x.se", "'a@x.se", "b@x.se"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_velorys_own_export_imports_back_exactly(
+    invoke: Invoke, tmp_path: Path, home: Path, rows: list[tuple[str, str, str, str]]
+) -> None:
+    """A value the export quotes for spreadsheets (a model `-MacBook (loaner)`, a name
+    `@ops team`, a serial `-X1`) reads back without the quote: nothing changes, nothing new."""
+    for stale in home.glob("velory.db*"):
+        stale.unlink()
+    objects = [
+        {
+            "serial": f"{prefix}X{index}",
+            "model": model,
+            "full name": name,
+            "email": email,
+            "renewal date": "2027-01-01",
+        }
+        for index, (prefix, model, name, email) in enumerate(rows)
+    ]
+    source = tmp_path / "devices.json"
+    source.write_text(json.dumps(objects), encoding="utf-8")
+    first = invoke(["import", str(source), "--json"])
+    assert first.exit_code == 0, first.output
+    assert first.exception is None
+    before = json_out(invoke(["export", "--json"]))
+    exported = invoke(["export"])
+    assert exported.exit_code == 0 and exported.exception is None
+    again = tmp_path / "export.csv"
+    again.write_text(exported.stdout, encoding="utf-8")
+    result = invoke(["import", str(again), "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    summary = json_out(result)
+    assert (summary["inserted"], summary["updated"]) == (0, 0), summary
+    assert summary["unchanged"] == len(rows)
+    assert json_out(invoke(["export", "--json"])) == before

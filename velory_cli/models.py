@@ -173,3 +173,10 @@ class NoticeState:
     FAILED = "failed"
     CANCELLED = "cancelled"
     ALL = (PENDING, SENDING, SENT, FAILED, CANCELLED)
+
+
+# A CSV cell velory writes that starts with one of these gets a leading "'": spreadsheets run a
+# cell starting with the first six as a formula, and a cell that starts with "'" itself is
+# quoted too, so an import can take exactly one "'" off any cell quoted this way and read the
+# export back as it was.
+SPREADSHEET_QUOTED_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")

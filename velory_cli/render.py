@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from velory_cli.errors import OutputUnwritable
+from velory_cli.models import SPREADSHEET_QUOTED_STARTS
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 # Tables written to a file or a pipe are read later, in logs and mails: give them room.
 PIPE_WIDTH = 160
 
-# Spreadsheets run a cell that starts with one of these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class _Nowhere(io.StringIO):
@@ -169,8 +168,9 @@ def emit_json(data: Any, out: IO[str] | None = None) -> None:
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A text cell a spreadsheet shows as text instead of running it as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A text cell a spreadsheet shows as text instead of running it as a formula (and one
+    that starts with ``'``, so that ``velory import`` reads every such cell back exactly)."""
+    if isinstance(value, str) and value.startswith(SPREADSHEET_QUOTED_STARTS):
         return "'" + value
     return value
 

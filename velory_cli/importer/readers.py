@@ -26,6 +26,7 @@ from velory_cli.importer.columns import (
     map_columns,
 )
 from velory_cli.importer.report import RowError, add_error
+from velory_cli.models import SPREADSHEET_QUOTED_STARTS
 from velory_cli.importer.sources import (
     FORMAT_CSV,
     FORMAT_JSON,
@@ -267,7 +268,8 @@ class _CsvReader(_TextReader):
                     if not cells or (width == 1 and not cells[0].strip()):
                         continue  # a blank line: Excel leaves them, they are no device
                     values = tuple(
-                        cells[p] if p is not None and p < width else "" for p in positions
+                        _unquoted(cells[p].strip()) if p is not None and p < width else ""
+                        for p in positions
                     )
                     rows.append(Row(first + offset, cells, values, names, None))
                 if rows:
@@ -280,15 +282,27 @@ class _CsvReader(_TextReader):
 
 
 def _stripped(texts: list[str]) -> list[str]:
-    """The texts of a column stripped, one pass of C; none at all when the column holds no
-    white space anywhere (serials, emails, dates mostly), which one split finds out: the
-    joined text splits into one part as long as itself only when no white space is in it.
-    (A part count alone cannot see white space at either end of the joined text.)"""
+    """The texts of a column stripped and unquoted (``_unquoted``), one pass of C each; none
+    at all when the column holds no white space anywhere (serials, emails, dates mostly),
+    which one split finds out: the joined text splits into one part as long as itself only
+    when no white space is in it. (A part count alone cannot see white space at either end
+    of the joined text.)"""
     joined = "".join(texts)
     parts = joined.split(None, 1)
-    if not joined or (len(parts) == 1 and len(parts[0]) == len(joined)):
-        return texts
-    return list(map(str.strip, texts))
+    if joined and not (len(parts) == 1 and len(parts[0]) == len(joined)):
+        texts = list(map(str.strip, texts))
+    if "'" in joined:
+        texts = list(map(_unquoted, texts))
+    return texts
+
+
+def _unquoted(text: str) -> str:
+    """A cell without the ``'`` a spreadsheet-safe CSV (velory's own export) puts before a
+    text that starts like a formula, or with ``'``: exactly one is taken off, so an export
+    reads back as it was. Any other ``'`` is the cell's own."""
+    if text[:1] == "'" and text[1:2].startswith(SPREADSHEET_QUOTED_STARTS):
+        return text[1:]
+    return text
 
 
 def table_columns(
