@@ -479,3 +479,40 @@ def test_velorys_own_export_imports_back_exactly(
     assert (summary["inserted"], summary["updated"]) == (0, 0), summary
     assert summary["unchanged"] == len(rows)
     assert json_out(invoke(["export", "--json"])) == before
+
+
+@pytest.mark.subprocess
+@pytest.mark.faults
+def test_ctrl_c_during_an_import_says_nothing_was_written_and_exits_130(
+    run: Run, tmp_path: Path, home: Path
+) -> None:
+    assert run(["import", str(write(tmp_path, "first.csv", GOOD))]).returncode == 0
+    database = home / "velory.db"
+    with sqlite3.connect(database) as conn:
+        before = conn.execute("SELECT * FROM devices").fetchall()
+    rows = "".join(
+        f"S{i:07d},Model {i},u{i}@x.se,User {i},Atea,2024-01-01,\n" for i in range(400_000)
+    )
+    big = write(tmp_path, "big.csv", HEADER + "PF1,Changed,,,,2023-12-01,\n" + rows)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VELORY_")}
+    process = subprocess.Popen(
+        [*velory_command(), "import", str(big)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "VELORY_HOME": str(home), "VELORY_ACTOR": "tester", "NO_COLOR": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and not write_locked(database):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert process.poll() is None, "the import finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert stderr == f"error: {big}: the import was interrupted; nothing was written\n"
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT * FROM devices").fetchall() == before
+        assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 0

@@ -109,6 +109,7 @@ def import_devices(
     stdin = _stdin() if file == "-" else None
     st = state(ctx)
     with (
+        _interrupted(file),
         importer.open_source(file, stdin) as source,
         _rejects_file(rejects, force) as rejects_writer,
         st.new_or_existing_store(scratch=dry_run) as store,
@@ -131,6 +132,21 @@ def import_devices(
     _show(report, mode, rejects)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+@contextmanager
+def _interrupted(file: str) -> Iterator[None]:
+    """Ctrl-C: the import's one transaction is rolled back on the way out (the store is as it
+    was, no rejects file is left), and the admin is told so, with the shell's exit code for
+    an interrupt."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from velory_cli import render
+
+        name = "stdin" if file == "-" else file
+        render.error(f"{name}: the import was interrupted; nothing was written")
+        raise typer.Exit(130) from None
 
 
 def _stdin() -> BinaryIO:
