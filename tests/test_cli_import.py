@@ -516,3 +516,21 @@ def test_ctrl_c_during_an_import_says_nothing_was_written_and_exits_130(
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT * FROM devices").fetchall() == before
         assert conn.execute("SELECT count(*) FROM history").fetchone()[0] == 0
+
+
+def test_bulk_commands_tell_serials_apart_as_fold_does(invoke: Invoke, tmp_path: Path) -> None:
+    """ß1 and SS1 are one serial, handled once; ı1 (dotless) and I1 are two, each reported."""
+    text = "Serial,Renewal Date\nß1,2027-01-01\nı1,2027-01-01\n"
+    assert invoke(["import", str(write(tmp_path, "d.csv", text))]).exit_code == 0
+    result = invoke(["release", "ß1", "SS1", "ı1", "I1", "--yes", "--json"])
+    assert isinstance(result.exception, SystemExit)  # exit 1, no crash
+    assert result.exit_code == 1, result.output
+    outcome = json_out(result)
+    assert [(r["serial"], r["ok"]) for r in outcome["results"]] == [
+        ("ß1", False),
+        ("ı1", False),
+        ("I1", False),
+    ]
+    assert outcome["results"][2]["error"] == "I1: no such device"
+    shown = invoke(["show", "SS1", "--json"])
+    assert shown.exit_code == 0 and json_out(shown)["serial"] == "ß1"

@@ -779,9 +779,7 @@ def test_rejects_keep_the_original_columns_and_add_a_reason(store: Store, tmp_pa
     lines = out.getvalue().split("\r\n")
     assert lines[0] == "\ufeffSerial;Model;Extra;Purchased;reason"
     assert lines[1] == ";Y;lost serial;2024-01-01;row 3, Serial: serial is empty"
-    assert (
-        lines[2] == "PF3;;;;row 4, Purchased: a new device needs a purchase or a renewal date"
-    )
+    assert lines[2] == "PF3;;;;row 4, Purchased: a new device needs a purchase or a renewal date"
     assert lines[3] == ""
 
 
@@ -867,7 +865,9 @@ def test_a_codec_registered_once_reads_windows_1252_fallbacks() -> None:
 
 _text_values = st.text(
     alphabet=st.characters(
-        codec="cp1252", exclude_categories=["Cc", "Cs", "Zl", "Zp"], exclude_characters="\ufeff"
+        codec="cp1252",
+        exclude_categories=["Cc", "Cf", "Cs", "Zl", "Zp"],
+        exclude_characters="\ufeff",
     ),
     max_size=15,
 ).map(str.strip)
@@ -1173,3 +1173,55 @@ def test_a_new_device_without_a_date_is_rejected_and_still_holds_its_serial(
         (3, "Serial", "serial 'a1' is already in row 2"),
     ]
     assert devices(store) == {}
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ("ÅB1", "åb1"),
+        ("ß1", "SS1"),
+        ("Å1", "A\u030a1"),  # composed and decomposed
+        ("ＰＦ１", "pf1"),  # full-width
+        ("Ä\u00a01", "ä 1"),  # a non-breaking space is a space
+    ],
+)
+def test_one_spelling_of_a_serial_is_one_device_in_a_file_and_in_the_store(
+    store: Store, tmp_path: Path, first: str, again: str
+) -> None:
+    both = f"Serial,Purchased\n{first},2024-01-01\n{again},2024-01-01\n"
+    report = run_import(store, write(tmp_path, "both.csv", both), skip_invalid=True)
+    assert errors(report) == [(3, "Serial", f"serial {again!r} is already in row 2")]
+    assert list(devices(store)) == [first]
+    later = f"Serial,Model\n{again},New model\n"
+    report = run_import(store, write(tmp_path, "later.csv", later), now=LATER)
+    assert (report.inserted, report.updated) == (0, 1), errors(report)
+    assert [row["model"] for row in devices(store).values()] == ["New model"]
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u202e", "\u2066", "\ufeff", "\u00ad"])
+@pytest.mark.parametrize("field", ["Serial", "Model", "Notes"])
+def test_invisible_format_characters_reject_the_row(
+    store: Store, tmp_path: Path, invisible: str, field: str
+) -> None:
+    values = {"Serial": "PF1", "Model": "X1", "Notes": "n"}
+    values[field] = values[field][:1] + invisible + values[field][1:]
+    text = "Serial,Model,Notes,Purchased\n" + ",".join(values.values()) + ",2024-01-01\n"
+    report = run_import(store, write(tmp_path, "a.csv", text))
+    assert report.rejected == 1
+    ((row, column, message),) = errors(report)
+    assert (row, column) == (2, field)
+    assert f"invisible format character (U+{ord(invisible):04X})" in message
+    assert devices(store) == {}
+
+
+def test_the_format_characters_are_unicodes_category_cf() -> None:
+    import re
+    import sys
+    import unicodedata
+
+    listed = re.compile(f"[{job._FORMAT_CHARS}]")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        category = unicodedata.category(char)
+        # Later Unicode versions than this Python's may assign some listed ones: Cn here.
+        assert bool(listed.match(char)) == (category == "Cf") or category == "Cn", hex(code)

@@ -204,7 +204,7 @@ def test_serials_beyond_ascii_match_any_case(tmp_path: Path) -> None:
         assert store.device("AB-2") is not None
         assert store.device("øb-1") is None
         by_serial = store.devices_by_serials(["åb-1", "AB-2", "ØØ"])
-        assert sorted(by_serial) == ["AB-2", "ÅB-1"]
+        assert sorted(by_serial) == ["ab-2", "åb-1"]  # keyed by fold()
 
 
 def test_the_default_app_directory_is_the_one_typer_names(tmp_path: Path) -> None:
@@ -318,3 +318,45 @@ def test_a_velory_whose_turn_comes_after_the_folder_went_makes_it_again(tmp_path
         assert (tmp_path / "gone" / ".velory.db.lock").exists()
     assert folders == [tmp_path / "gone"]
     assert list((tmp_path / "gone").iterdir()) == []
+def test_the_serial_keys_step_keeps_two_devices_that_fold_alike(tmp_path: Path) -> None:
+    """A store from before serial keys may hold ÅB1 and åb1 (NOCASE told them apart): the
+    upgrade keeps both, the older found by every spelling, the newer by its own, and says so
+    in the newer one's history."""
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from velory_cli import migrations
+
+    path = tmp_path / "velory.db"
+    conn = sqlite3.connect(path)
+    names = migrations.step_names()
+    migrations.migrations().apply(Database(conn), stop_before=["0004_serial_keys"])
+    for serial in ("ÅB1", "åb1", "C1"):
+        conn.execute(
+            "INSERT INTO devices (serial, created_at, updated_at) VALUES (?, 'x', 'x')", (serial,)
+        )
+    conn.execute(f"PRAGMA application_id = {0x56454C59}")
+    conn.execute(f"PRAGMA user_version = {names.index('0004_serial_keys')}")
+    conn.commit()
+    conn.close()
+    with Store.open(path) as store:
+        older = store.device("åB1 ")
+        assert older is not None and older.serial == "ÅB1"
+        newer = store.device("åb1")
+        assert newer is not None and newer.serial == "åb1"
+        assert store.device("c1") is not None
+        assert [e.action for e in store.history(newer.id)] == ["upgrade"]
+        assert store.history(newer.id)[0].details == {"same_serial_as": "ÅB1"}
+        assert store.history(older.id) == []
+
+
+def test_emails_beyond_ascii_match_in_any_spelling(tmp_path: Path) -> None:
+    from tests.factory import add_device
+    from velory_cli.store import DeviceFilter
+
+    with Store.open(tmp_path / "velory.db") as store:
+        add_device(store, "E1", user_email="Åsa.Ek@x.se")
+        for spelling in ("åsa.ek@x.se", "A\u030asa.ek@X.se"):
+            found = store.devices(DeviceFilter(user_email=spelling))
+            assert [d.serial for d in found] == ["E1"], spelling

@@ -385,14 +385,15 @@ def _change_one(
 
 
 def unique_serials(serials: Iterable[str]) -> list[str]:
-    """The serials without surrounding spaces or blanks, each once (case-insensitively), in
-    the order first given."""
+    """The serials without surrounding spaces or blanks, each once (in any spelling ``fold``
+    makes one: ``ß1`` and ``SS1``, but not ``ı1`` and ``I1``), in the order first given."""
     seen: set[str] = set()
     unique: list[str] = []
     for raw in serials:
         serial = raw.strip()
-        if serial and serial.upper() not in seen:
-            seen.add(serial.upper())
+        key = fold(serial)
+        if serial and key not in seen:
+            seen.add(key)
             unique.append(serial)
     return unique
 
@@ -470,7 +471,7 @@ def change_status(
     with nullcontext() if dry_run else store.transaction():
         found = store.devices_by_serials(wanted)
         for serial in wanted:
-            device = found.get(serial.upper())
+            device = found.get(fold(serial))
             if device is None:
                 results.append(_unknown(serial))
                 continue

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from velory_cli.config import Settings
 from velory_cli.errors import ConfigError
+from velory_cli.folding import fold
 from velory_cli.models import Device, Notice, NoticeKind
 
 if TYPE_CHECKING:
@@ -506,7 +507,7 @@ def _old_and_new(
     """The old and the new device a personal-data reminder is about: the reminder hangs on
     the old device, which names its replacement (or, on the new one, the device it replaces)."""
     if device.replacement_serial:
-        return device, related.get(device.replacement_serial.strip().upper())
+        return device, related.get(fold(device.replacement_serial))
     if device.replaces_serial:
-        return related.get(device.replaces_serial.strip().upper()), device
+        return related.get(fold(device.replaces_serial)), device
     return device, None

@@ -8,6 +8,7 @@ velory does not know is from a newer velory and is refused.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ def _steps() -> list[tuple[str, Any]]:
     return [
         ("0001_devices_history_notes", _devices_history_notes),
         ("0002_notices", _notices),
+        ("0004_serial_keys", _serial_keys),
     ]
 
 
@@ -139,6 +141,45 @@ def _notices(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX notices_status ON notices (status)")
+
+
+def _serial_keys(db: Database) -> None:
+    # One spelling of a serial is one device beyond ASCII too: the unique index moves from the
+    # serial (NOCASE folds ASCII only) to its key, ``folding.fold`` of it (NFKC and full case
+    # folding).
+    from velory_cli.folding import fold
+
+    db.conn.create_function("velory_fold", 1, fold, deterministic=True)
+    db.execute("ALTER TABLE devices ADD COLUMN serial_key TEXT")
+    db.execute("UPDATE devices SET serial_key = velory_fold(serial)")
+    # Two devices of a store from before this step may fold to one key (ÅB1 and åb1, which
+    # NOCASE told apart). Neither is lost or merged: the oldest keeps the key, and so every
+    # spelling; each newer one gets the key, U+001F (a control character no serial can hold)
+    # and its serial as written, and is found by that exact spelling only (see
+    # store.DUPLICATE_KEY_SEPARATOR); a history entry on it names the older device, for
+    # ``velory show``.
+    shared = db.execute(
+        "SELECT serial_key, min(id) FROM devices GROUP BY serial_key HAVING count(*) > 1"
+    ).fetchall()
+    for key, oldest in shared:
+        older_serial = db.execute("SELECT serial FROM devices WHERE id = ?", [oldest]).fetchone()[0]
+        newer = db.execute(
+            "SELECT id, status FROM devices WHERE serial_key = ? AND id != ?", [key, oldest]
+        ).fetchall()
+        for device_id, status in newer:
+            db.execute(
+                "UPDATE devices SET serial_key = serial_key || char(31) || serial WHERE id = ?",
+                [device_id],
+            )
+            details = json.dumps({"same_serial_as": older_serial}, ensure_ascii=False)
+            db.execute(
+                "INSERT INTO history (device_id, at, actor, action, from_status, to_status,"
+                " details) VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'velory',"
+                " 'upgrade', ?, ?, ?)",
+                [device_id, status, status, details],
+            )
+    db.execute("DROP INDEX devices_serial")
+    db.execute("CREATE UNIQUE INDEX devices_serial_key ON devices (serial_key)")
 
 
 def migrations() -> Any:

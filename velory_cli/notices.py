@@ -742,7 +742,7 @@ class _Run:
 
 
 def _related_devices(store: Store, items: Sequence[tuple[Notice, Device]]) -> dict[str, Device]:
-    """The old or new device a personal-data reminder also names, by upper-cased serial."""
+    """The old or new device a personal-data reminder also names, by folded serial."""
     serials = [
         serial
         for notice, device in items

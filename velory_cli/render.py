@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 PIPE_WIDTH = 160
 
 
-
 class _Nowhere(io.StringIO):
     """Where output goes when the stream is closed altogether (``>&-``: Python's sys.stdout
     is None): the work is done and recorded, so the run ends normally, writing nothing."""

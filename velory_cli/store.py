@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from velory_cli.errors import StoreUnusable, TemporaryFailure, VeloryError
+from velory_cli.folding import fold
 from velory_cli.models import (
     ACTIVE,
     DEVICE_STATUSES,
@@ -39,8 +40,14 @@ APPLICATION_ID = 0x56454C59
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The page size of a new store, in bytes.
 PAGE_SIZE = 8192
-# The unique index of the devices' serials (see migrations).
-SERIALS_INDEX = "devices_serial"
+# The unique index of the devices' serial keys (see migrations): the serial as ``fold`` makes
+# it, so one spelling of a serial is one device beyond ASCII too.
+SERIALS_INDEX = "devices_serial_key"
+# A device whose serial folds to the key of an older device (two devices a store from before
+# serial keys held) keeps its own key: the shared one, this separator, and its serial as
+# written, joined by a control character no serial can hold. It is found by that exact
+# spelling; the older device by every spelling.
+DUPLICATE_KEY_SEPARATOR = "\x1f"
 
 DEVICE_COLUMNS = tuple(f.name for f in fields(Device))
 # A notice's serial is its device's: every other key is a column of notices.
@@ -134,6 +141,7 @@ class Store:
         self._building: Path | None = None
         # SQLite's NOCASE and LIKE fold ASCII only: Unicode matching goes through this.
         conn.create_function("casefold", 1, _casefold, deterministic=True)
+        conn.create_function("velory_fold", 1, _fold, deterministic=True)
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -453,46 +461,36 @@ class Store:
     # ---- devices -------------------------------------------------------------------------
 
     def device(self, serial: str) -> Device | None:
-        """The device with this serial: case-insensitive, surrounding spaces ignored."""
-        serial = serial.strip()
-        row = self.conn.execute(_DEVICE_SELECT + " WHERE serial = ?", (serial,)).fetchone()
-        if row is None and not serial.isascii():
-            # NOCASE folds ASCII only; a serial with other letters is looked for once more,
-            # folded (a scan, but only for such a serial that was not found as written).
-            row = self.conn.execute(
-                _DEVICE_SELECT + " WHERE casefold(serial) = ? ORDER BY id", (serial.casefold(),)
-            ).fetchone()
-        return _device(row) if row else None
+        """The device with this serial, in any spelling ``fold`` makes one (case beyond
+        ASCII, NFC or NFD, full-width digits; surrounding spaces ignored)."""
+        return self.devices_by_serials([serial]).get(fold(serial))
 
     def device_by_id(self, device_id: int) -> Device:
         row = self.conn.execute(_DEVICE_SELECT + " WHERE id = ?", (device_id,)).fetchone()
         return _device(row)
 
     def devices_by_serials(self, serials: Sequence[str]) -> dict[str, Device]:
-        """The stored devices among ``serials``, keyed by upper-cased serial."""
+        """The stored devices among ``serials``, keyed by ``fold(serial)``: one query through
+        the unique index of serial keys. A device that shares its key with an older one (see
+        ``DUPLICATE_KEY_SEPARATOR``) is the answer for its own exact spelling."""
+        keys: dict[str, str] = {}
+        for serial in serials:
+            written = serial.strip()
+            key = fold(written)
+            keys[key] = key
+            keys[key + DUPLICATE_KEY_SEPARATOR + written] = key
         found: dict[str, Device] = {}
-        for start in range(0, len(serials), 500):
-            chunk = [s.strip() for s in serials[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(_DEVICE_SELECT + f" WHERE serial IN ({marks})", chunk):
-                device = _device(row)
-                found[device.serial.upper()] = device
-        # NOCASE folds ASCII only: serials with other letters not found as written are looked
-        # for once more, folded (one scan, and only when there are such serials).
-        missing = {
-            serial.strip().casefold()
-            for serial in serials
-            if not serial.isascii() and serial.strip().upper() not in found
-        }
-        if missing:
-            rows = self.conn.execute(
-                _DEVICE_SELECT + " WHERE casefold(serial) IN (SELECT value FROM json_each(?))"
-                " ORDER BY id DESC",
-                (json.dumps(sorted(missing), ensure_ascii=False),),
-            )
-            for row in rows:
-                device = _device(row)
-                found[device.serial.upper()] = device
+        exact: dict[str, Device] = {}
+        rows = self.conn.execute(
+            _DEVICE_SELECT.replace(" FROM devices", ", serial_key FROM devices")
+            + " WHERE serial_key IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(keys), ensure_ascii=False),),
+        )
+        for row in rows:
+            stored_key = row["serial_key"]
+            target = exact if DUPLICATE_KEY_SEPARATOR in stored_key else found
+            target[keys[stored_key]] = Device(*tuple(row)[:-1])
+        found.update(exact)
         return found
 
     def devices(self, where: DeviceFilter = DeviceFilter()) -> list[Device]:
@@ -519,6 +517,7 @@ class Store:
             yield _device(row)
 
     def insert_device(self, values: dict[str, Any]) -> int:
+        values = {**values, "serial_key": fold(values["serial"])}
         columns = list(values)
         sql = f"INSERT INTO devices ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         cursor = self.conn.execute(sql, [values[c] for c in columns])
@@ -916,20 +915,25 @@ def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
     return sql, params
 
 
+def _fold(value: Any) -> Any:
+    return fold(value) if isinstance(value, str) else value
+
+
 def _casefold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
 def _add_equals(clauses: list[str], params: list[Any], column: str, value: str) -> None:
-    """``column`` equals ``value``, any case: the column's NOCASE (and its index) for ASCII,
-    Unicode case folding for other text ("Åsa" is "åsa"), which NOCASE does not fold."""
+    """``column`` equals ``value`` as ``fold`` compares them: the column's NOCASE (and its
+    index) for ASCII, ``fold`` for other text ("Åsa" is "åsa", composed or not), which NOCASE
+    does not fold."""
     value = value.strip()
     if value.isascii():
         clauses.append(f"{column} = ?")
         params.append(value)
     else:
-        clauses.append(f"casefold({column}) = ?")
-        params.append(value.casefold())
+        clauses.append(f"velory_fold({column}) = ?")
+        params.append(fold(value))
 
 
 def _add_contains(clauses: list[str], params: list[Any], column: str, value: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from velory_cli import dates
 from velory_cli.errors import InputUnreadable
+from velory_cli.folding import fold
 from velory_cli.importer.columns import EMAIL, NOTES, PURCHASED, RENEWAL, SERIAL, STORED_FIELDS
 from velory_cli.importer.readers import Batch, FileProblem, Reader, Row, open_reader
 from velory_cli.importer.rejects import Rejected, RejectsWriter
@@ -49,9 +50,19 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 # Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone.
 _SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d{1,3}", re.ASCII)
 _SCIENTIFIC_LINES = re.compile(r"^" + _SCIENTIFIC.pattern + r"$", re.ASCII | re.MULTILINE)
-# Control characters: none in a field velory imports; line breaks and tabs are fine in notes.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_IN_NOTES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Unicode's invisible format characters (category Cf: zero-width spaces and joiners, bidi
+# overrides and isolates, the soft hyphen, tags...), which make two serials or names look alike
+# that are not; a test holds this list to Python's own Unicode data.
+_FORMAT_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
+)
+# Control and format characters: none in a field velory imports; line breaks and tabs are fine
+# in notes.
+_CONTROL = re.compile(rf"[\x00-\x1f\x7f-\x9f{_FORMAT_CHARS}]")
+_CONTROL_IN_NOTES = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_FORMAT_CHARS}]")
 # An address as people write one: no spaces, one @, dots only between parts, a dotted domain.
 _LOCAL = r"[^\s@.,;:<>()\[\]\\\"]+"
 _LABEL = r"[^\s@.,;:<>()\[\]\\\"'`]+"
@@ -86,16 +97,17 @@ _STORED_VALUES = operator.itemgetter(STORED_VALUES)
 
 
 def serial_key(serial: str) -> str:
-    """How serials compare: case folded as the store's NOCASE column folds it (ASCII only)."""
-    if serial.isascii():
-        return serial.upper()
-    return "".join(char.upper() if char.isascii() else char for char in serial)
+    """How serials compare: ``fold`` (NFKC and full case folding), as the store's unique key."""
+    return fold(serial)
 
 
 def _control_message(value: str, pattern: re.Pattern[str]) -> str:
     found = pattern.search(value)
-    code = f"U+{ord(found.group()):04X}" if found else "?"
-    return f"holds a control character ({code}): {value!r}"
+    if found is None:
+        return f"holds a control character: {value!r}"
+    char = found.group()
+    kind = "an invisible format character" if char in _FORMAT_CHARS else "a control character"
+    return f"holds {kind} (U+{ord(char):04X}): {value!r}"
 
 
 class _Checker:
@@ -126,7 +138,7 @@ class _Checker:
                 "is lost; format the column as text where it comes from and export it again",
             )
         else:
-            key = serial.upper() if serial.isascii() else serial_key(serial)
+            key = serial.lower() if serial.isascii() else fold(serial)
         fields = (serial, model, category, email, user_name, distributor, purchased, renewal)
         # One search over the fields but the notes; only a hit looks for which one it was.
         if _CONTROL.search("".join(fields)):
@@ -210,9 +222,9 @@ class _Checker:
         if _SCIENTIFIC_LINES.search(all_serials):
             return None
         if all_serials.isascii():
-            keys = all_serials.upper().split("\n")
+            keys = all_serials.lower().split("\n")  # fold's own ASCII fast path, for a chunk
         else:
-            keys = [serial_key(serial) for serial in serials]
+            keys = list(map(fold, serials))
         if names[EMAIL] is not None:
             emails = [email for email in columns[EMAIL] if email]
             if emails and not _EMAIL_LINES.fullmatch("\n".join(emails)):
@@ -447,8 +459,8 @@ class _Import:
         clean = self.checker.screen(batch)
         if clean is not None and not all(clean[1][RENEWAL]):
             # A renewal date is missing only where the row has no date at all.
-            keys, columns = clean
-            if self._creating([keys[i] for i, date in enumerate(columns[RENEWAL]) if not date]):
+            dateless_keys = [clean[0][i] for i, date in enumerate(clean[1][RENEWAL]) if not date]
+            if self._creating(dateless_keys):
                 clean = None  # such a row would create a device: it is rejected, row by row
         if clean is None:
             # A rejected row still holds its serial: a later row with it is a repeat.
@@ -523,7 +535,7 @@ class _Import:
         columns: Sequence[Sequence[str]],
         invalid: set[int],
     ) -> dict[int, int]:
-        """The chunk's rows that have a serial (``keys``: upper-cased; ``columns``: serial,
+        """The chunk's rows that have a serial (``keys``: folded; ``columns``: serial,
         model, category, user_email, user_name, distributor, purchase_date, renewal_date,
         notes, "" where empty): the valid ones inserted as new devices or compared with the
         stored ones and updated where the file changes them; those at ``invalid`` positions
@@ -643,17 +655,17 @@ class _Import:
             self.import_id = writes.record(at=self.now, actor=self.actor, file=self.source.name)
         # By column, as NEW_DEVICE_COLUMNS: the row, then the fields in FIELDS order.
         if len(new) == len(keys):
-            picked: Sequence[Sequence[Any]] = [numbers, *columns]
+            picked: Sequence[Sequence[Any]] = [numbers, columns[SERIAL], keys, *columns[1:]]
         else:
             pick = operator.itemgetter(*new) if len(new) > 1 else lambda seq: (seq[new[0]],)
-            picked = [pick(numbers), *map(pick, columns)]
+            picked = [pick(numbers), pick(columns[SERIAL]), pick(keys), *map(pick, columns[1:])]
         inserted = writes.insert(
             zip(*picked, strict=True),
             import_id=self.import_id,
             source=SOURCE_IMPORTED,
             status=ACTIVE,
             at=self.now,
-            empty=[not all(column) for column in picked[2:]],
+            empty=[not all(column) for column in picked[3:]],
         )
         if inserted < len(new):
             # Serials an earlier chunk of this file created (see _place): not inserted again.

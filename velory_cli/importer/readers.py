@@ -26,7 +26,6 @@ from velory_cli.importer.columns import (
     map_columns,
 )
 from velory_cli.importer.report import RowError, add_error
-from velory_cli.models import SPREADSHEET_QUOTED_STARTS
 from velory_cli.importer.sources import (
     FORMAT_CSV,
     FORMAT_JSON,
@@ -39,6 +38,7 @@ from velory_cli.importer.sources import (
     sniff_delimiter,
     text_stream,
 )
+from velory_cli.models import SPREADSHEET_QUOTED_STARTS
 
 # No JSON element is longer than this in an inventory.
 MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024

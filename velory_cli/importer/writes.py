@@ -33,12 +33,12 @@ STORED_VALUES = slice(5, None)
 StoredDevice = tuple[Any, ...]
 
 # A new device as ``ImportWrites.insert`` takes it: these columns, in this order.
-NEW_DEVICE_COLUMNS = ("import_row", "serial", *STORED_FIELDS)
+NEW_DEVICE_COLUMNS = ("import_row", "serial", "serial_key", *STORED_FIELDS)
 
 _LOOKUP = (
     "SELECT j.key, d.id, d.status, d.import_id, d.import_row, "
     + ", ".join(f"coalesce(d.{column}, '')" for column in STORED_FIELDS)
-    + " FROM json_each(?) AS j JOIN devices AS d ON d.serial = j.value"
+    + " FROM json_each(?) AS j JOIN devices AS d ON d.serial_key = j.value"
 )
 _UPDATE = (
     "UPDATE devices SET "
@@ -93,7 +93,7 @@ class ImportWrites:
         """Two temporary tables, so a serial the file repeats is found without holding the
         file in memory: the stored devices the file has named so far (by id, with the first
         row naming each), and, when new devices are not being written (a dry run, or a file
-        already known to be invalid), the new serials it has named (upper-cased, with their
+        already known to be invalid), the new serials it has named (folded, with their
         first row). New devices written by this import are found in the store itself."""
         self.end()
         self.conn.execute(
@@ -118,7 +118,7 @@ class ImportWrites:
         return cursor.lastrowid
 
     def lookup(self, keys: Sequence[str]) -> list[StoredDevice]:
-        """The stored devices among these upper-cased serials, one query for the chunk; each
+        """The stored devices among these folded serials, one query for the chunk; each
         one's POSITION is where its serial is in ``keys``."""
         if not keys:
             return []
@@ -133,7 +133,7 @@ class ImportWrites:
         return self._claim("import_seen", "id", claims, first)
 
     def claim_keys(self, claims: Sequence[tuple[str, int]], first: int) -> dict[str, int]:
-        """Claim new serials, as (upper-cased serial, row), as ``claim_devices`` does."""
+        """Claim new serials, as (folded serial, row), as ``claim_devices`` does."""
         return self._claim("import_keys", "key", claims, first)
 
     def _claim(
@@ -182,17 +182,17 @@ class ImportWrites:
         before = self.conn.total_changes
         self.conn.executemany(
             "INSERT OR IGNORE INTO devices (" + ", ".join(NEW_DEVICE_COLUMNS) + ", source,"
-            f" status, created_at, updated_at, import_id) VALUES (?, ?, {fields}, {shared})",
+            f" status, created_at, updated_at, import_id) VALUES (?, ?, ?, {fields}, {shared})",
             rows,
         )
         return int(self.conn.total_changes - before)
 
     def rows_of(self, keys: Sequence[str], import_id: int, first: int) -> dict[int, int]:
-        """Of these upper-cased serials, the ones an earlier chunk of import ``import_id``
+        """Of these folded serials, the ones an earlier chunk of import ``import_id``
         (before row ``first``) created a device for: position in ``keys`` -> that row."""
         rows = self.conn.execute(
             "SELECT j.key, d.import_row FROM json_each(?) AS j JOIN devices AS d"
-            " ON d.serial = j.value WHERE d.import_id = ? AND d.import_row < ?",
+            " ON d.serial_key = j.value WHERE d.import_id = ? AND d.import_row < ?",
             (json.dumps(list(keys), ensure_ascii=False), import_id, first),
         )
         return {row[0]: row[1] for row in rows}
