@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from velory_cli import dates, importer
 from velory_cli.errors import InputUnreadable, OutputUnwritable
+from velory_cli.folding import fold
 from velory_cli.importer import (
     ALIASES,
     FIELDS,
@@ -1225,3 +1226,103 @@ def test_the_format_characters_are_unicodes_category_cf() -> None:
         category = unicodedata.category(char)
         # Later Unicode versions than this Python's may assign some listed ones: Cn here.
         assert bool(listed.match(char)) == (category == "Cf") or category == "Cn", hex(code)
+
+
+# ---- the fast paths give what a plain reading gives ------------------------------------------
+
+_SPELLINGS = st.lists(
+    st.sampled_from(
+        [
+            "A",
+            "a",
+            "Å",
+            "å",
+            "A\u030a",
+            "ß",
+            "S",
+            "s",
+            "ı",
+            "I",
+            "i",
+            "1",
+            "２",
+            "Ａ",
+            " ",
+            "\u00a0",
+        ]
+    ),
+    max_size=4,
+).map("".join)
+
+
+def _plain_reading(
+    rows: list[tuple[str, str]], stored: dict[str, tuple[str, str | None]]
+) -> tuple[set[int], dict[str, str | None]]:
+    """What an import of ``rows`` (serial, model) should do to a store holding ``stored``
+    (key: serial, model), read one row at a time with nothing clever: the rows it rejects
+    and the devices (serial: model) the store then holds."""
+    import unicodedata
+
+    def key(serial: str) -> str:
+        return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", serial).casefold())
+
+    devices = dict(stored)
+    seen: set[str] = set()
+    rejected: set[int] = set()
+    for number, (serial, model) in enumerate(rows, start=2):
+        serial, model = serial.strip(), model.strip()
+        if not serial or key(serial).strip() in seen:
+            rejected.add(number)
+            continue
+        seen.add(key(serial).strip())
+        old = devices.get(key(serial).strip())
+        if old is None:
+            devices[key(serial).strip()] = (serial, model or None)
+        elif model:
+            devices[key(serial).strip()] = (old[0], model)
+    return rejected, dict(devices.values())
+
+
+def _csv_cell(value: str, quoted: bool) -> str:
+    return '"' + value.replace('"', '""') + '"' if quoted or "," in value else value
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    first=st.lists(st.tuples(_SPELLINGS, _SPELLINGS), max_size=8),
+    rows=st.lists(st.tuples(_SPELLINGS, _SPELLINGS, st.booleans()), min_size=1, max_size=14),
+    chunk_rows=st.sampled_from([1, 2, 3, 5000]),
+)
+def test_the_fast_paths_give_what_a_plain_reading_gives(
+    first: list[tuple[str, str]], rows: list[tuple[str, str, bool]], chunk_rows: int
+) -> None:
+    from unittest import mock
+
+    def csv_text(lines: list[tuple[str, str, bool]]) -> str:
+        body = "".join(
+            f"{_csv_cell(serial, quoted)},{_csv_cell(model, quoted)},2024-01-01\n"
+            for serial, model, quoted in lines
+        )
+        return "Serial,Model,Purchased\n" + body
+
+    with tempfile.TemporaryDirectory() as folder, mock.patch.object(job, "CHUNK_ROWS", chunk_rows):
+        base = Path(folder)
+        with Store.open(base / "velory.db") as store:
+            setup = [(serial, model, False) for serial, model in first]
+            (base / "first.csv").write_text(csv_text(setup), encoding="utf-8")
+            run_import(store, base / "first.csv", skip_invalid=True)
+            stored = {
+                fold(row["serial"]): (row["serial"], row["model"])
+                for row in devices(store).values()
+            }
+            (base / "file.csv").write_text(csv_text(rows), encoding="utf-8")
+            report = run_import(store, base / "file.csv", skip_invalid=True, now=LATER)
+            expected_rejected, expected_devices = _plain_reading(
+                [(serial, model) for serial, model, _ in rows], stored
+            )
+            assert {row for row, _, _ in errors(report)} == expected_rejected
+            assert {s: d["model"] for s, d in devices(store).items()} == expected_devices
