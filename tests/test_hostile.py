@@ -645,3 +645,48 @@ def test_a_new_store_is_0600_in_a_0700_folder_whatever_the_umask(
 
 def _umask(mask: int) -> None:
     os.umask(mask)
+
+
+# ---- what a file holds before or beside its rows --------------------------------------------
+
+BLANK_LINES_BOUND_KB = 150 * 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "tail", "code"),
+    [
+        # Millions of blank lines before the header: skipped, never kept.
+        ("blank-lines.csv", b" \n" * 3_000_000, b"Serial,Renewal Date\nS1,2027-01-01\n", 0),
+        # A header far wider than any inventory: refused before it is mapped.
+        ("wide.csv", b"Serial," + b",".join(b"c%d" % i for i in range(120_000)) + b"\n", b"", 65),
+    ],
+)
+def test_memory_does_not_grow_with_what_comes_before_the_rows(
+    db: Path, env: dict[str, str], tmp_path: Path, name: str, head: bytes, tail: bytes, code: int
+) -> None:
+    source = tmp_path / name
+    source.write_bytes(head + tail)
+    rss = tmp_path / "maxrss"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MEASURE,
+            str(rss),
+            *velory_command(),
+            "--db",
+            str(db),
+            "import",
+            str(source),
+            "--json",
+        ],
+        env=velory_env(env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert all(len(line) < 300 for line in result.stderr.splitlines()), result.stderr
+    assert int(rss.read_text()) < BLANK_LINES_BOUND_KB

@@ -1326,3 +1326,39 @@ def test_the_fast_paths_give_what_a_plain_reading_gives(
             )
             assert {row for row, _, _ in errors(report)} == expected_rejected
             assert {s: d["model"] for s, d in devices(store).items()} == expected_devices
+
+
+@pytest.mark.parametrize("blank", ["\n", "   \n", ",,,\n", ";;\r\n", " , ;\t\n"])
+def test_blank_lines_before_the_header_are_skipped_and_counted(
+    store: Store, tmp_path: Path, blank: str
+) -> None:
+    text = blank * 3 + "Serial,Purchased\nPF1,2024-01-01\n,2024-01-01\n"
+    report = run_import(store, write(tmp_path, "a.csv", text), skip_invalid=True)
+    assert report.file_error is None
+    assert report.inserted == 1
+    assert errors(report) == [(6, "Serial", "serial is empty")]  # rows as Excel counts them
+
+
+def test_json_lines_after_blank_lines_keep_their_line_numbers(store: Store, tmp_path: Path) -> None:
+    text = "\n  \n" + '{"serial": "PF1", "renewal": "2027-01-01"}\n{"serial": ""}\n'
+    report = run_import(store, write(tmp_path, "a.jsonl", text), skip_invalid=True)
+    assert errors(report) == [(4, "serial", "serial is empty")]
+
+
+def test_a_header_of_more_than_10000_columns_is_refused_as_a_whole(
+    store: Store, tmp_path: Path
+) -> None:
+    header = "Serial,Purchased," + ",".join(f"c{i}" for i in range(10_000))
+    report = run_import(store, write(tmp_path, "a.csv", header + "\nPF1,2024-01-01\n"))
+    assert report.exit_code == 65
+    assert report.file_error is not None and report.file_error.row == 1
+    assert "10,002 columns" in report.file_error.message
+
+
+def test_the_ignored_columns_warning_stays_one_short_line(store: Store, tmp_path: Path) -> None:
+    header = "Serial,Purchased," + ",".join(f"column {i} " + "x" * 80 for i in range(5000))
+    report = run_import(store, write(tmp_path, "a.csv", header + "\nPF1,2024-01-01\n"))
+    assert report.exit_code == 0
+    (warning,) = report.warnings
+    assert len(warning) < 1000 and "\n" not in warning
+    assert warning.endswith("and 4,990 more")

@@ -435,9 +435,7 @@ class _Import:
             if self.reader is not None:
                 ignored = self.reader.ignored_columns()
                 if ignored:
-                    report.warnings.append(
-                        "columns velory does not import were ignored: " + ", ".join(ignored)
-                    )
+                    report.warnings.append(_ignored_warning(ignored))
                 if self.rejects is not None and report.file_error is None:
                     self._start_rejects()
                     self.rejects.finish()
@@ -719,6 +717,13 @@ class _Import:
         report.updated += len(updates)
         if updates and self.writing:
             self.writes.update(updates, history)
+
+
+def _ignored_warning(ignored: Sequence[str]) -> str:
+    """One short line, however many columns (or however long their names) a file has."""
+    shown = [name if len(name) <= 60 else name[:57] + "..." for name in ignored[:10]]
+    more = f" and {len(ignored) - 10:,} more" if len(ignored) > 10 else ""
+    return "columns velory does not import were ignored: " + ", ".join(shown) + more
 
 
 @contextmanager

@@ -40,6 +40,8 @@ from velory_cli.importer.sources import (
 )
 from velory_cli.models import SPREADSHEET_QUOTED_STARTS
 
+# No inventory has a header of more columns than this.
+MAX_COLUMNS = 10_000
 # No JSON element is longer than this in an inventory.
 MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
 
@@ -179,17 +181,17 @@ def open_reader(
 
 
 def _reader_for(source: Source, text: IO[str], overrides: Mapping[int, str]) -> Reader:
-    lines, first_char = first_lines(text)
+    lines, first_char, skipped = first_lines(text)
     kind = choose_format(source.suffix, first_char)
     if not first_char:
         empty = _TextReader(text)  # nothing but blank lines: no rows, which is no error
         empty.format = kind
         return empty
     if kind == FORMAT_JSON:
-        return _JsonReader(text, lines, overrides)
+        return _JsonReader(text, lines, overrides, skipped)
     if kind == FORMAT_JSONL:
-        return _JsonLinesReader(text, lines, overrides)
-    return _CsvReader(text, lines, source.suffix, overrides)
+        return _JsonLinesReader(text, lines, overrides, skipped)
+    return _CsvReader(text, lines, source.suffix, overrides, skipped)
 
 
 class _CsvReader(_TextReader):
@@ -199,11 +201,17 @@ class _CsvReader(_TextReader):
     format = FORMAT_CSV
 
     def __init__(
-        self, text: IO[str], lines: list[str], suffix: str, overrides: Mapping[int, str]
+        self,
+        text: IO[str],
+        lines: list[str],
+        suffix: str,
+        overrides: Mapping[int, str],
+        skipped: int = 0,
     ) -> None:
         super().__init__(text)
         self.lines = lines
         self.overrides = overrides
+        self.skipped = skipped  # the blank lines before the header: rows, as Excel counts
         header_line = lines[-1]
         if "\x00" in header_line:
             raise FileProblem("this is not a table: the file holds binary data", row=None)
@@ -226,11 +234,18 @@ class _CsvReader(_TextReader):
         reader = csv.reader(
             itertools.chain(self.lines, self.text), delimiter=self.delimiter, strict=True
         )
-        number = 0
+        number = self.skipped
         try:
             for cells in reader:
                 number += 1
-                if cells:  # blank lines above the header are rows too, and skipped
+                if len(cells) > MAX_COLUMNS:
+                    raise FileProblem(
+                        f"this is not a table: its header has {len(cells):,} columns "
+                        f"(more than {MAX_COLUMNS:,})",
+                        row=number,
+                    )
+                # Blank lines above the header (after a sep= line) are rows too, and skipped.
+                if any(cell.strip() for cell in cells):
                     self._header = cells
                     self.columns = table_columns(cells, number, self.overrides)
                     break
@@ -407,11 +422,14 @@ class _JsonReader(_TextReader):
 
     format = FORMAT_JSON
 
-    def __init__(self, text: IO[str], lines: list[str], overrides: Mapping[int, str]) -> None:
+    def __init__(
+        self, text: IO[str], lines: list[str], overrides: Mapping[int, str], skipped: int = 0
+    ) -> None:
         super().__init__(text)
         self.buffer = "".join(lines)
         self.position = 0
-        self.lines_before = 0  # line breaks in the text already dropped from the buffer
+        # Line breaks in the text already dropped from the buffer (blank lines first).
+        self.lines_before = skipped
         self.eof = False
         self.keys = _JsonKeys(overrides)
 
@@ -528,9 +546,12 @@ class _JsonLinesReader(_TextReader):
 
     format = FORMAT_JSONL
 
-    def __init__(self, text: IO[str], lines: list[str], overrides: Mapping[int, str]) -> None:
+    def __init__(
+        self, text: IO[str], lines: list[str], overrides: Mapping[int, str], skipped: int = 0
+    ) -> None:
         super().__init__(text)
         self.lines = lines
+        self.skipped = skipped  # blank lines before the first object
         self.keys = _JsonKeys(overrides)
 
     def batches(self, size: int) -> Iterator[Batch]:
@@ -539,8 +560,8 @@ class _JsonLinesReader(_TextReader):
     def rows(self) -> Iterator[Row]:
         assert self.text is not None
         decoder = json.JSONDecoder(parse_int=str, parse_float=str)
-        number = 0
-        first_line = len(self.lines)  # the first that is not blank
+        number = self.skipped
+        first_line = self.skipped + len(self.lines)  # the first that is not blank
         for line in itertools.chain(self.lines, self.text):
             number += 1
             stripped = line.strip().lstrip("\ufeff")

@@ -237,18 +237,21 @@ def text_stream(source: Source, encoding: Encoding) -> io.TextIOWrapper:
     )
 
 
-def first_lines(text: IO[str]) -> tuple[list[str], str]:
-    """The lines up to the first that is not blank (kept to be read again), and its first
-    character ("" for a file of blank lines)."""
-    lines: list[str] = []
+def first_lines(text: IO[str]) -> tuple[list[str], str, int]:
+    """The first line that is not blank (in a list, to be read again), its first character
+    ("" for a file of blank lines), and how many blank lines came before it: empty, white
+    space only, or separators only. Those are counted, not kept, so memory does not grow with
+    them, and never become the header."""
+    skipped = 0
     while True:
         line = text.readline(MAX_LINE_CHARS)
         if not line:
-            return lines, ""
-        lines.append(line)
+            return [], "", skipped
         stripped = line.strip().lstrip("\ufeff")
-        if stripped:
-            return lines, stripped[0]
+        if stripped.strip(",;\t ") and stripped:
+            return [line], stripped[0], skipped
+        # A blank line longer than the limit is read in pieces: only its end is a line.
+        skipped += line.endswith(("\n", "\r"))
 
 
 def choose_format(suffix: str, first_char: str) -> str:
