@@ -318,6 +318,8 @@ def test_a_velory_whose_turn_comes_after_the_folder_went_makes_it_again(tmp_path
         assert (tmp_path / "gone" / ".velory.db.lock").exists()
     assert folders == [tmp_path / "gone"]
     assert list((tmp_path / "gone").iterdir()) == []
+
+
 def test_the_serial_keys_step_keeps_two_devices_that_fold_alike(tmp_path: Path) -> None:
     """A store from before serial keys may hold ÅB1 and åb1 (NOCASE told them apart): the
     upgrade keeps both, the older found by every spelling, the newer by its own, and says so

@@ -180,6 +180,19 @@ def _serial_keys(db: Database) -> None:
             )
     db.execute("DROP INDEX devices_serial")
     db.execute("CREATE UNIQUE INDEX devices_serial_key ON devices (serial_key)")
+    # velory writes fold(serial) with every device it creates. A row written without a key (by
+    # a tool that speaks SQL to the store) gets the key of an ASCII serial here, in plain SQL
+    # that any connection can run, rather than none: a NULL key would make it a device no
+    # lookup finds and the unique index never compares.
+    db.execute(
+        """
+        CREATE TRIGGER devices_serial_key_default AFTER INSERT ON devices
+        WHEN NEW.serial_key IS NULL
+        BEGIN
+            UPDATE devices SET serial_key = lower(trim(NEW.serial)) WHERE id = NEW.id;
+        END
+        """
+    )
 
 
 def migrations() -> Any:
