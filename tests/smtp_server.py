@@ -64,6 +64,8 @@ class SmtpServer:
     defer: set[str] = field(default_factory=set)  # recipients answered 451
     delay: float = 0.0  # seconds before answering a message
     tls_cert: tuple[Path, Path] | None = None  # (certificate, key): offer STARTTLS
+    implicit_tls: bool = False  # with tls_cert: TLS from the first byte (as on port 465)
+    smtputf8: bool = False  # offer SMTPUTF8 (addresses beyond ASCII)
     logins: dict[str, str] | None = None  # user -> password: require a login
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -120,7 +122,9 @@ class SmtpServer:
         if self.tls_cert is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(self.tls_cert[0]), str(self.tls_cert[1]))
-            kwargs["tls_context"] = context
+            kwargs["ssl_context" if self.implicit_tls else "tls_context"] = context
+        if self.smtputf8:
+            kwargs["enable_SMTPUTF8"] = True
         if self.logins is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = True

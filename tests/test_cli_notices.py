@@ -375,3 +375,31 @@ def test_list_usage_errors(invoke: Invoke, empty_store: Path, args: list[str]) -
     result = invoke(["notices", "list", *args])
     assert result.exit_code == 2
     assert result.stdout == ""
+
+
+# ---- settings that do not match the server -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tls", "words"),
+    [("ssl", "does not speak TLS on connect"), ("starttls", "does not offer STARTTLS")],
+)
+def test_a_tls_setting_the_server_does_not_match_exits_78_and_keeps_the_notices(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer, tls: str, words: str
+) -> None:
+    seed(home, due("A"), due("B"))
+    env = {**smtp_server.env, "VELORY_SMTP_TLS": tls}
+    result = invoke(["notices", "send", *AS_OF, "--quiet"], extra_env=env)
+    assert result.exit_code == 78, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0] and "VELORY_SMTP_TLS" in errors[0]
+    assert smtp_server.messages() == []
+    listed = json_out(invoke(["notices", "list", "--json"]))
+    assert [(n["status"], n["attempts"]) for n in listed] == [("pending", 0), ("pending", 0)]
+    # The next run with the right setting sends them.
+    fixed = invoke(["notices", "send", *AS_OF, "--quiet"], extra_env=smtp_server.env)
+    assert fixed.exit_code == 0, fixed.output
+    assert fixed.exception is None
+    assert sorted(smtp_server.recipients()) == ["a@example.com", "b@example.com"]

@@ -384,3 +384,32 @@ def test_an_outbox_mail_is_private_whatever_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     (written,) = (tmp_path / "out").iterdir()
     assert oct(written.stat().st_mode & 0o777) == oct(0o600)
+
+
+# ---- a TLS setting that does not match the server ------------------------------------------
+
+
+def test_ssl_against_a_plain_server_is_a_configuration_error(smtp_server: SmtpServer) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SmtpTransport(plain(smtp_server, tls="ssl")).open()
+    assert "does not speak TLS on connect" in caught.value.message
+    assert "VELORY_SMTP_TLS" in caught.value.message
+
+
+def test_ssl_with_an_untrusted_certificate_is_a_configuration_error(
+    smtp_factory: StartServer, certificate: tuple[Path, Path]
+) -> None:
+    server = smtp_factory(tls_cert=certificate, implicit_tls=True)
+    with pytest.raises(ConfigError, match="cannot be trusted"):
+        SmtpTransport(plain(server, tls="ssl"), ssl_context=ssl.create_default_context()).open()
+
+
+def test_ssl_with_a_trusted_certificate_sends(
+    smtp_factory: StartServer, certificate: tuple[Path, Path]
+) -> None:
+    server = smtp_factory(tls_cert=certificate, implicit_tls=True)
+    transport = SmtpTransport(plain(server, tls="ssl"), ssl_context=_trusting(certificate))
+    transport.open()
+    transport.send(mail())
+    transport.close()
+    assert server.recipients() == ["anna@example.com"]

@@ -247,6 +247,11 @@ def _os_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _ssl_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason).replace("_", " ").lower() if reason else _os_reason(exc)
+
+
 class SmtpTransport:
     """One SMTP connection for the whole run, opened once and reopened once if it drops."""
 
@@ -288,6 +293,14 @@ class SmtpTransport:
             raise ConfigError(
                 f"the TLS certificate of the mail server {s.where} cannot be trusted: "
                 f"{exc.verify_message or exc}"
+            ) from None
+        except ssl.SSLError as exc:
+            # A server that is not speaking TLS from the first byte answers the handshake with
+            # its plain greeting: no later run can do better with these settings.
+            raise ConfigError(
+                f"the mail server {s.where} does not speak TLS on connect ({_ssl_reason(exc)}), "
+                "but VELORY_SMTP_TLS is ssl: set VELORY_SMTP_TLS to starttls (or to none, "
+                "without a user) as the server needs, or use its TLS port (usually 465)"
             ) from None
         except smtplib.SMTPConnectError as exc:
             raise TemporaryDelivery(
@@ -333,6 +346,12 @@ class SmtpTransport:
             raise ConfigError(
                 f"the TLS certificate of the mail server {s.where} cannot be trusted: "
                 f"{exc.verify_message or exc}"
+            ) from None
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"the TLS handshake with the mail server {s.where} failed after STARTTLS "
+                f"({_ssl_reason(exc)}): check VELORY_SMTP_TLS and VELORY_SMTP_PORT against "
+                "what the server offers"
             ) from None
         except smtplib.SMTPAuthenticationError as exc:
             answer = _answer(exc.smtp_code, exc.smtp_error)
