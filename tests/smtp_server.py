@@ -123,8 +123,8 @@ class SmtpServer:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(self.tls_cert[0]), str(self.tls_cert[1]))
             kwargs["ssl_context" if self.implicit_tls else "tls_context"] = context
-        if self.smtputf8:
-            kwargs["enable_SMTPUTF8"] = True
+        # aiosmtpd's Controller offers SMTPUTF8 unless told otherwise; most servers do not.
+        kwargs["enable_SMTPUTF8"] = self.smtputf8
         if self.logins is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = True

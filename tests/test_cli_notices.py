@@ -403,3 +403,45 @@ def test_a_tls_setting_the_server_does_not_match_exits_78_and_keeps_the_notices(
     assert fixed.exit_code == 0, fixed.output
     assert fixed.exception is None
     assert sorted(smtp_server.recipients()) == ["a@example.com", "b@example.com"]
+
+
+# ---- addresses beyond ASCII ----------------------------------------------------------------
+
+
+def test_addresses_beyond_ascii_are_sent_with_smtputf8(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    server = smtp_factory(smtputf8=True)
+    seed(home, due("A", user_email="åsa@exempel.se"), due("B", user_email="bob@exämple.se"))
+    result = invoke(["notices", "send", *AS_OF], extra_env=server.env)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert sorted(server.recipients()) == ["bob@exämple.se", "åsa@exempel.se"]
+    again = invoke(["notices", "send", *AS_OF], extra_env=server.env)
+    assert again.stdout.strip() == "No notices due."
+
+
+def test_a_server_without_smtputf8_fails_those_notices_and_sends_the_others(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A", user_email="åsa@exempel.se"), due("C"))
+    result = invoke(["notices", "send", *AS_OF, "--json"], extra_env=smtp_server.env)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    data = json_out(result)
+    assert (data["sent"], data["failed"]) == (1, 1)
+    (failed,) = [n for n in data["notices"] if n["status"] == "failed"]
+    assert failed["serial"] == "A" and "SMTPUTF8" in failed["error"]
+    assert smtp_server.recipients() == ["c@example.com"]
+
+
+def test_the_outbox_writes_addresses_beyond_ascii(
+    invoke: Invoke, home: Path, tmp_path: Path
+) -> None:
+    seed(home, due("A", user_email="åsa@exempel.se", user_name="Åsa Ek"))
+    outbox = tmp_path / "outbox"
+    result = invoke(["notices", "send", *AS_OF, "--outbox", str(outbox)])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    (written,) = outbox.glob("*.eml")
+    assert "<åsa@exempel.se>" in written.read_text(encoding="utf-8")

@@ -413,3 +413,52 @@ def test_ssl_with_a_trusted_certificate_sends(
     transport.send(mail())
     transport.close()
     assert server.recipients() == ["anna@example.com"]
+
+
+# ---- addresses beyond ASCII: SMTPUTF8 ------------------------------------------------------
+
+
+def _utf8_mail(to: str) -> Outgoing:
+    message = EmailMessage()
+    message["Subject"] = "Action required"
+    message["From"] = "it@example.com"
+    message.set_raw("To", f"Åsa <{to}>")
+    message["Message-ID"] = "<velory.1.a.20261201@example.com>"
+    message.set_content("Your device is up for renewal.\n")
+    return Outgoing(message, "it@example.com", to, "<velory.1.a.20261201@example.com>")
+
+
+@pytest.mark.parametrize("address", ["åsa@exempel.se", "bob@exämple.se"])
+def test_an_address_beyond_ascii_goes_with_smtputf8(
+    smtp_factory: StartServer, address: str
+) -> None:
+    server = smtp_factory(smtputf8=True)
+    transport = SmtpTransport(plain(server))
+    transport.open()
+    transport.send(_utf8_mail(address))
+    transport.send(mail("anna@example.com"))
+    transport.close()
+    received = server.messages()
+    assert [m.rcpt_tos for m in received] == [(address,), ("anna@example.com",)]
+    assert f"<{address}>".encode() in received[0].data
+
+
+def test_a_server_without_smtputf8_refuses_only_that_mail_and_says_why(
+    smtp_server: SmtpServer,
+) -> None:
+    transport = SmtpTransport(plain(smtp_server))
+    transport.open()
+    with pytest.raises(PermanentDelivery) as caught:
+        transport.send(_utf8_mail("åsa@exempel.se"))
+    transport.send(mail("anna@example.com"))
+    transport.close()
+    assert "SMTPUTF8" in caught.value.message and "åsa@exempel.se" in caught.value.message
+    assert smtp_server.recipients() == ["anna@example.com"]
+
+
+def test_the_outbox_writes_an_address_beyond_ascii(tmp_path: Path) -> None:
+    outbox = OutboxTransport(tmp_path / "out")
+    outbox.open()
+    outbox.send(_utf8_mail("åsa@exempel.se"))
+    (written,) = (tmp_path / "out").iterdir()
+    assert "To: Åsa <åsa@exempel.se>" in written.read_text(encoding="utf-8")

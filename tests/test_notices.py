@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from email import policy
-from email.parser import BytesParser
+from email.parser import BytesParser, Parser
 from pathlib import Path
 from typing import Any
 
@@ -939,3 +939,31 @@ def test_unknown_filters_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="unknown kind"):
         check_kind("letter")
     assert check_kind("Reminder_7") == "reminder_7"
+
+
+# ---- addresses beyond ASCII ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["åsa@exempel.se", "bob@exämple.se", "Åsa.Ek@exämple.se"])
+def test_an_address_beyond_ascii_is_composed_as_it_is(store: Store, address: str) -> None:
+    transport = _one_mail(store, user_name="Åsa Ek", user_email=address)
+    mail = transport.sent[0]
+    assert mail.recipient == address
+    raw = mail.message.as_bytes(policy=policy.SMTPUTF8)
+    assert f"<{address}>".encode() in raw
+    parsed = Parser(policy=policy.default).parsestr(raw.decode("utf-8"))
+    assert [a.addr_spec for a in parsed["To"].addresses] == [address]
+    assert parsed["To"].addresses[0].display_name == "Åsa Ek"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["åsa@exempel.se\nBcc: x@y.z", "åsa@exempel.se, eve@evil.example", "<åsa@x.se>", "å sa@x.se"],
+)
+def test_an_address_beyond_ascii_still_cannot_add_a_recipient(store: Store, address: str) -> None:
+    add_device(store, "A", renewal_date="2026-11-20", user_email=address)
+    transport = FakeTransport()
+    report = send(store, transport)
+    assert transport.sent == []
+    assert ledger(store)[("A", "renewal")].status == "failed"
+    assert report.exit_code == ExitCode.REFUSED

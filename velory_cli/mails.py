@@ -308,7 +308,6 @@ class MailComposer:
         related: Mapping[str, Device],
     ) -> Outgoing:
         """One mail to the recipient of ``items`` about all of them."""
-        from email.headerregistry import Address
         from email.message import EmailMessage
         from email.utils import format_datetime
 
@@ -337,20 +336,14 @@ class MailComposer:
         html_values["start_step"] = self._start_step_html()
         html_body = self._fill(mail, "html", html_values)
 
-        recipient = (lead_notice.recipient or "").strip()
-        try:
-            to = Address(display_name=name, addr_spec=recipient)
-        except Exception:
-            raise InvalidRecipient(
-                f"{recipient!r} is not an email address velory can send to"
-            ) from None
+        recipient = check_recipient(lead_notice.recipient or "")
         # Built as the generator will write it, rather than through EmailMessage's header
         # objects and set_content: the same mail at a third of the cost (a run mails
         # thousands). Every value is one line (one_line, a checked address).
         message = EmailMessage()
         _set_header(message, "Subject", subject)
         _set_address(message, "From", self.sender_display, self.sender_address)
-        _set_address(message, "To", name, to.addr_spec)
+        _set_address(message, "To", name, recipient)
         _set_header(message, "Date", format_datetime(now if now.tzinfo else now.astimezone()))
         _set_header(message, "Message-ID", message_id)
         _set_header(message, "Auto-Submitted", "auto-generated")
@@ -364,7 +357,7 @@ class MailComposer:
         return Outgoing(
             message=message,
             sender=self.sender_address,
-            recipient=to.addr_spec,
+            recipient=recipient,
             message_id=message_id,
         )
 
@@ -463,18 +456,46 @@ def _set_header(message: EmailMessage, name: str, value: str) -> None:
         message.set_raw(name, Header(value, "utf-8", header_name=name).encode())
 
 
+def check_recipient(text: str) -> str:
+    """The one address a mail goes to, checked so that it can only ever be one recipient: no
+    line break, comma, angle bracket or second address. Letters beyond ASCII are allowed
+    (``åsa@exempel.se``, ``bob@exämple.se``: sent with SMTPUTF8); InvalidRecipient otherwise."""
+    import unicodedata
+    from email.headerregistry import Address
+
+    address = text.strip()
+    invalid = InvalidRecipient(f"{address!r} is not an email address velory can send to")
+    if not address or any(unicodedata.category(ch)[0] in "CZ" for ch in address):
+        raise invalid  # control and format characters, and every kind of space
+    # The email package reads only ASCII local parts; a letter beyond ASCII stands in the
+    # grammar where any letter does, so the address is checked with ASCII in its place.
+    ascii_form = "".join(ch if ch.isascii() else "a" for ch in address)
+    try:
+        parsed = Address(addr_spec=ascii_form)
+    except Exception:
+        raise invalid from None
+    if parsed.addr_spec != ascii_form or not parsed.username or not parsed.domain:
+        raise invalid
+    return address
+
+
 def _set_address(message: EmailMessage, name: str, display_name: str, address: str) -> None:
     """A From or To header; a display name that is not ASCII as an encoded word."""
     from email.headerregistry import Address
     from email.utils import formataddr
 
-    try:
-        value = formataddr((display_name, address))
-    except UnicodeEncodeError:  # an address that is not ASCII (SMTPUTF8)
-        value = ""
-    if value and len(name) + 2 + len(value) <= _HEADER_LINE:
+    if not address.isascii():
+        # formataddr and the header objects take ASCII addresses only; the name is encoded
+        # (or quoted) as formataddr does it, the address written as it is (SMTPUTF8).
+        placeholder = "velory@localhost"
+        named = formataddr((display_name, placeholder))
+        value = address if named == placeholder else f"{named[: -len(placeholder) - 1]}{address}>"
         message.set_raw(name, value)
-    else:  # a long name, or an address that is not ASCII: the header objects fold it
+        return
+    value = formataddr((display_name, address))
+    if len(name) + 2 + len(value) <= _HEADER_LINE:
+        message.set_raw(name, value)
+    else:  # a long name: the header objects fold it
         message[name] = Address(display_name=display_name, addr_spec=address)
 
 
