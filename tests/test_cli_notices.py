@@ -445,3 +445,39 @@ def test_the_outbox_writes_addresses_beyond_ascii(
     assert result.exception is None
     (written,) = outbox.glob("*.eml")
     assert "<åsa@exempel.se>" in written.read_text(encoding="utf-8")
+
+
+# ---- a device that changes hands -----------------------------------------------------------
+
+
+def test_an_import_that_gives_a_device_a_new_user_gets_the_new_user_their_notice(
+    invoke: Invoke, home: Path, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text(
+        "Serial,Email,Full Name,Renewal Date\nPF1,anna@example.com,Anna,2026-11-20\n",
+        encoding="utf-8",
+    )
+    moved = tmp_path / "moved.csv"
+    moved.write_text(
+        "Serial,Email,Full Name,Renewal Date\nPF1,bert@example.com,Bert,2026-11-20\n",
+        encoding="utf-8",
+    )
+    assert invoke(["import", str(first)]).exit_code == 0
+    assert invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env).exit_code == 0
+    imported = invoke(["import", str(moved)])
+    assert imported.exit_code == 0, imported.output
+
+    result = invoke(["notices", "send", *AS_OF, "--json"], extra_env=smtp_server.env)
+
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert smtp_server.recipients() == ["anna@example.com", "bert@example.com"]
+    assert smtp_server.to("bert@example.com")[0].text().startswith("Hi Bert,")
+    listed = json_out(invoke(["notices", "list", "--json"]))
+    assert [(n["recipient"], n["status"]) for n in listed] == [
+        ("anna@example.com", "sent"),
+        ("bert@example.com", "sent"),
+    ]
+    again = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert again.stdout.strip() == "No notices due."

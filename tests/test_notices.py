@@ -967,3 +967,101 @@ def test_an_address_beyond_ascii_still_cannot_add_a_recipient(store: Store, addr
     assert transport.sent == []
     assert ledger(store)[("A", "renewal")].status == "failed"
     assert report.exit_code == ExitCode.REFUSED
+
+
+# ---- a device that changes hands -------------------------------------------------------------
+
+
+def rows_of(store: Store, serial: str) -> list[tuple[str | None, str]]:
+    return [(n.recipient, n.status) for n in list_notices(store) if n.serial == serial]
+
+
+def test_a_device_that_changes_hands_after_its_notice_went_out_notifies_the_new_user(
+    store: Store,
+) -> None:
+    add_device(store, "A", renewal_date="2026-11-20", user_email="anna@example.com")
+    send(store, FakeTransport())
+    update_device(store, "A", user_email="bert@example.com", user_name="Bert")
+    transport = FakeTransport()
+
+    report = send(store, transport, as_of=date(2026, 11, 2))
+
+    assert transport.recipients() == ["bert@example.com"]
+    assert statuses(report) == {"A/renewal": "sent"}
+    assert rows_of(store, "A") == [("anna@example.com", "sent"), ("bert@example.com", "sent")]
+    again = FakeTransport()
+    send(store, again, as_of=date(2026, 11, 3))
+    assert again.sent == []  # once
+
+
+def test_a_change_back_to_an_address_that_got_the_notice_sends_nothing_new(
+    store: Store,
+) -> None:
+    add_device(store, "A", renewal_date="2026-11-20", user_email="anna@example.com")
+    send(store, FakeTransport())
+    update_device(store, "A", user_email="bert@example.com")
+    send(store, FakeTransport(defer={"bert@example.com"}))  # Bert's waits for the next run
+    assert rows_of(store, "A") == [("anna@example.com", "sent"), ("bert@example.com", "pending")]
+    update_device(store, "A", user_email="Anna@Example.com")
+    transport = FakeTransport()
+
+    report = send(store, transport)
+
+    assert transport.sent == []
+    assert statuses(report) == {"A/renewal": "cancelled"}
+    assert rows_of(store, "A") == [("anna@example.com", "sent"), ("bert@example.com", "cancelled")]
+    # And to Bert again: his cancelled notice is due once more.
+    update_device(store, "A", user_email="bert@example.com")
+    again = FakeTransport()
+    send(store, again)
+    assert again.recipients() == ["bert@example.com"]
+
+
+def test_an_email_that_differs_only_in_case_or_unicode_form_is_the_same_user(
+    store: Store,
+) -> None:
+    add_device(store, "A", renewal_date="2026-11-20", user_email="A\u030asa@example.se")
+    send(store, FakeTransport())
+    update_device(store, "A", user_email="\u00e5SA@EXAMPLE.SE")
+    transport = FakeTransport()
+
+    send(store, transport)
+
+    assert transport.sent == []
+    assert len(rows_of(store, "A")) == 1
+
+
+def test_the_new_user_gets_the_renewal_notice_before_any_reminder(store: Store) -> None:
+    add_device(store, "A", renewal_date="2026-12-01", user_email="anna@example.com")
+    send(store, FakeTransport(), reminder_days=(7,))
+    update_device(store, "A", user_email="bert@example.com")
+    transport = FakeTransport()
+
+    report = send(store, transport, as_of=date(2026, 11, 25), reminder_days=(7,))
+
+    assert statuses(report) == {"A/renewal": "sent"}
+    assert [n.kind for n in list_notices(store) if n.recipient == "bert@example.com"] == ["renewal"]
+
+
+def test_a_dry_run_shows_the_notice_for_the_new_user(store: Store) -> None:
+    add_device(store, "A", renewal_date="2026-11-20", user_email="anna@example.com")
+    send(store, FakeTransport())
+    update_device(store, "A", user_email="bert@example.com")
+
+    dry = send(store, None)
+
+    assert [(o.recipient, o.status) for o in dry.outcomes] == [("bert@example.com", "pending")]
+    assert rows_of(store, "A") == [("anna@example.com", "sent")]
+
+
+def test_renewals_show_one_row_and_the_new_users_notice(store: Store) -> None:
+    from velory_cli import renewals
+
+    add_device(store, "A", renewal_date="2026-11-20", user_email="anna@example.com")
+    send(store, FakeTransport())
+    update_device(store, "A", user_email="bert@example.com")
+    send(store, FakeTransport(defer={"bert@example.com"}))
+
+    due = renewals.renewals_due(store, as_of=AS_OF, within_days=30)
+
+    assert [(r.device.serial, r.notice_status) for r in due] == [("A", "pending")]

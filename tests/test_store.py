@@ -362,3 +362,60 @@ def test_emails_beyond_ascii_match_in_any_spelling(tmp_path: Path) -> None:
         for spelling in ("åsa.ek@x.se", "A\u030asa.ek@X.se"):
             found = store.devices(DeviceFilter(user_email=spelling))
             assert [d.serial for d in found] == ["E1"], spelling
+
+
+NOTICE_LEDGER = (
+    "id, device_id, kind, renewal_date, recipient, status, attempts, error, message_id,"
+    " claimed_by, claimed_at, sent_at, created_at, updated_at"
+)
+
+
+def _ledger(path: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'notices'").fetchone():
+            return []
+        return conn.execute(f"SELECT {NOTICE_LEDGER} FROM notices ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_store_of_an_earlier_schema_keeps_every_notice_and_takes_one_per_recipient(
+    tmp_path: Path, version: int
+) -> None:
+    from tests.fixtures import make_stores
+
+    path = tmp_path / "velory.db"
+    make_stores.write_store(path, version)
+    conn = sqlite3.connect(path)
+    with conn:  # a notice of every state, as an earlier velory left them
+        for status, attempts, recipient in [
+            ("sending", 1, "Åsa.Lindstrom@nordlys.se"),
+            ("failed", 2, "typo@nordlys.se"),
+            ("cancelled", 0, None),
+        ]:
+            if version < 2:
+                break
+            conn.execute(
+                "INSERT INTO notices (device_id, kind, renewal_date, recipient, status, attempts,"
+                " error, message_id, claimed_by, claimed_at, created_at, updated_at)"
+                " VALUES (1, ?, '2026-12-01', ?, ?, ?, 'was', '<velory.x@y>', 'h:1', 't', 'c',"
+                " 'u')",
+                (f"reminder_{attempts + 7}", recipient, status, attempts),
+            )
+    conn.close()
+    before = _ledger(path)
+
+    with Store.open(path) as store:
+        assert store.schema_version() == migrations.SCHEMA_VERSION
+        keys = store.conn.execute("SELECT recipient, recipient_key FROM notices").fetchall()
+        # The device changes hands: its new user's notice is a row of its own.
+        with store.transaction():
+            added = store.insert_notices([(1, "renewal", "2026-12-01", "new@nordlys.se", "now")])
+            again = store.insert_notices([(1, "renewal", "2026-12-01", "NEW@nordlys.se", "now")])
+
+    assert _ledger(path)[: len(before)] == before  # ids, states, attempts, Message-IDs
+    assert len(before) == (0 if version < 2 else 5)
+    assert all(key == (recipient or "").lower() for recipient, key in keys)
+    assert (added, again) == (1, 0)

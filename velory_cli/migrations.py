@@ -21,6 +21,7 @@ def _steps() -> list[tuple[str, Any]]:
     return [
         ("0001_devices_history_notes", _devices_history_notes),
         ("0002_notices", _notices),
+        ("0003_notice_recipients", _notice_recipients),
         ("0004_serial_keys", _serial_keys),
     ]
 
@@ -193,6 +194,57 @@ def _serial_keys(db: Database) -> None:
         END
         """
     )
+
+
+def _notice_recipients(db: Database) -> None:
+    # A device that changes hands gets its renewal notice to the new user as well: one row per
+    # device, kind, renewal date and recipient. ``recipient_key`` is the recipient as
+    # folding.fold compares addresses (NFKC and full case folding, which SQLite's NOCASE does
+    # not do beyond ASCII), written by the store beside every recipient it writes; '' for none.
+    # SQLite cannot change a table's constraints in place: the table is rebuilt, every row kept
+    # with its id, state, attempts and Message-ID.
+    from velory_cli.folding import fold
+
+    db.execute(
+        """
+        CREATE TABLE notices_new (
+            id INTEGER PRIMARY KEY,
+            device_id INTEGER NOT NULL REFERENCES devices (id),
+            kind TEXT NOT NULL,
+            renewal_date TEXT NOT NULL,
+            recipient TEXT,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status = 'pending' OR status = 'sending' OR status = 'sent'
+                    OR status = 'failed' OR status = 'cancelled'),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            message_id TEXT,
+            claimed_by TEXT,
+            claimed_at TEXT,
+            sent_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            recipient_key TEXT NOT NULL DEFAULT '',
+            UNIQUE (device_id, kind, renewal_date, recipient_key)
+        )
+        """
+    )
+    columns = (
+        "id, device_id, kind, renewal_date, recipient, status, attempts, error, message_id,"
+        " claimed_by, claimed_at, sent_at, created_at, updated_at"
+    )
+    db.execute(f"INSERT INTO notices_new ({columns}) SELECT {columns} FROM notices")
+    keys = [
+        (fold(recipient), notice_id)
+        for notice_id, recipient in db.execute("SELECT id, recipient FROM notices").fetchall()
+        if recipient
+    ]
+    db.conn.executemany("UPDATE notices_new SET recipient_key = ? WHERE id = ?", keys)
+    db.execute("DROP TABLE notices")
+    db.execute("ALTER TABLE notices_new RENAME TO notices")
+    db.execute("CREATE INDEX notices_status ON notices (status)")
+    # Which notices one mail carried: a mail sent again carries exactly those.
+    db.execute("CREATE INDEX notices_message ON notices (message_id) WHERE message_id IS NOT NULL")
 
 
 def migrations() -> Any:

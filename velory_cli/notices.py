@@ -1,8 +1,9 @@
 """Renewal notices and personal-data reminders: which are due, the ledger, and the run that
 sends them (the mails themselves are composed in ``mails``).
 
-Every notice is one row of the ``notices`` table, unique per device, kind and renewal date, so a
-device gets one renewal notice per renewal date however often cron runs. A run:
+Every notice is one row of the ``notices`` table, unique per device, kind, renewal date and
+recipient, so a device gets one renewal notice per renewal date however often cron runs, and one
+more when it changes hands after its notice went out. A run:
 
 1. plans, inside one write transaction: queues the notices that became due, cancels pending ones
    whose device was started, removed or given a new renewal date, and re-addresses pending ones
@@ -37,12 +38,13 @@ from velory_cli.errors import (
     UsageError,
     worst,
 )
+from velory_cli.folding import fold
 from velory_cli.mails import InvalidRecipient, MailComposer, MailStyle
 from velory_cli.models import Device, Notice, NoticeKind, NoticeState
 
 if TYPE_CHECKING:
     from velory_cli.mailer import Outgoing, Transport
-    from velory_cli.store import Store
+    from velory_cli.store import LedgerRow, Store
 
 # Not a ledger state: a device that was due but has no email to send to.
 SKIPPED = "skipped"
@@ -206,15 +208,23 @@ _NO_EMAIL = "the device has no user email"
 _NO_RECIPIENT = "the notice has no recipient"
 
 
+# The ledger of some devices, by (device id, kind, renewal date): one row per recipient.
+_States = Mapping[tuple[int, str, str], Sequence["LedgerRow"]]
+
+
 @dataclass
 class _Plan:
     new: list[tuple[Device, str]] = field(default_factory=list)
     cancel: list[tuple[Notice, str]] = field(default_factory=list)
-    readdress: list[tuple[int, str]] = field(default_factory=list)
+    # Notices cancelled because the device's user is someone else now, as they are reported.
+    superseded: list[tuple[int, NoticeOutcome]] = field(default_factory=list)
+    readdress: dict[int, str] = field(default_factory=dict)
     revived: list[tuple[Device, str]] = field(default_factory=list)
     skipped: list[NoticeOutcome] = field(default_factory=list)
     sendable: list[tuple[Notice, Device]] = field(default_factory=list)
     abandoned: list[tuple[Notice, Device]] = field(default_factory=list)
+    # The (device id, kind, renewal date) whose recipients this plan has settled.
+    settled: set[tuple[int, str, str]] = field(default_factory=set)
 
     def skip(
         self,
@@ -248,9 +258,7 @@ def _cancel_reason(notice: Notice, device: Device) -> str | None:
     return None
 
 
-def _reminder_due(
-    device: Device, rules: NoticeRules, states: Mapping[tuple[int, str, str], Any]
-) -> str | None:
+def _reminder_due(device: Device, rules: NoticeRules, states: _States) -> str | None:
     """The reminder kind due for this device today, if any.
 
     The reminder for N days is due from N days before the renewal date until the date itself,
@@ -266,10 +274,13 @@ def _reminder_due(
     if not reached:
         return None
     days = min(reached)
-    notice_state = states.get((device.id, NoticeKind.RENEWAL, device.renewal_date))
-    if not notice_state or notice_state[1] != NoticeState.SENT or not notice_state[2]:
+    # The renewal notice of the device's user now: a new user gets theirs first.
+    key = fold(device.user_email or "")
+    rows = states.get((device.id, NoticeKind.RENEWAL, device.renewal_date), ())
+    notice = next((row for row in rows if row.recipient_key == key), None)
+    if notice is None or notice.status != NoticeState.SENT or not notice.sent_at:
         return None
-    sent_on = str(notice_state[2])[:10]
+    sent_on = str(notice.sent_at)[:10]
     if sent_on >= (renewal - timedelta(days=days)).isoformat():
         return None  # the renewal notice itself went out inside this reminder's window
     return reminder_kind(days)
@@ -301,12 +312,7 @@ def _plan_due(plan: _Plan, store: Store, rules: NoticeRules) -> None:
         _plan_device(plan, device, rules, states)
 
 
-def _plan_device(
-    plan: _Plan,
-    device: Device,
-    rules: NoticeRules,
-    states: Mapping[tuple[int, str, str], tuple[int, str, str | None]],
-) -> None:
+def _plan_device(plan: _Plan, device: Device, rules: NoticeRules, states: _States) -> None:
     assert device.renewal_date is not None
     email = (device.user_email or "").strip()
     if not email:
@@ -315,13 +321,67 @@ def _plan_device(
         return
     reminder = _reminder_due(device, rules, states)
     for kind in (NoticeKind.RENEWAL, reminder) if reminder else (NoticeKind.RENEWAL,):
-        state = states.get((device.id, kind, device.renewal_date))
-        if state is None:
-            plan.new.append((device, kind))
-        elif state[1] == NoticeState.CANCELLED:
-            # Cancelled when the device changed, and due again now that it changed back.
+        rows = states.get((device.id, kind, device.renewal_date), ())
+        _settle_recipient(plan, device, kind, rows, email, due=True)
+
+
+def _settle_recipient(
+    plan: _Plan, device: Device, kind: str, rows: Sequence[LedgerRow], email: str, *, due: bool
+) -> None:
+    """Which notice of this device, kind and renewal date goes to the device's user now.
+
+    The ledger holds one notice per recipient: a device that changed hands after its notice
+    went out gets one for its new user (``due``: when the notice is due at all), and the
+    earlier one stays sent. A notice not yet sent follows the user (a pending or failed one is
+    readdressed, a cancelled one due again is revived); a change back to an address that
+    already has its notice sends nothing new, and cancels what was waiting for the other.
+    """
+    assert device.renewal_date is not None
+    group = (device.id, kind, device.renewal_date)
+    if group in plan.settled:
+        return
+    plan.settled.add(group)
+    key = fold(email)
+    mine = next((row for row in rows if row.recipient_key == key), None)
+    if mine is None:
+        movable = next(
+            (
+                row
+                for status in (NoticeState.PENDING, NoticeState.FAILED, NoticeState.CANCELLED)
+                if status != NoticeState.CANCELLED or due
+                for row in rows
+                if row.status == status
+            ),
+            None,
+        )
+        if movable is None:
+            if due:
+                plan.new.append((device, kind))
+            return
+        plan.readdress[movable.id] = email
+        if movable.status == NoticeState.CANCELLED:
             plan.revived.append((device, kind))
-            plan.readdress.append((state[0], email))
+        mine = movable
+    elif mine.status == NoticeState.CANCELLED and due:
+        # Cancelled when the device changed, and due again now that it changed back.
+        plan.readdress[mine.id] = email
+        plan.revived.append((device, kind))
+    for row in rows:
+        if row.id != mine.id and row.status == NoticeState.PENDING:
+            reason = f"the device's user is {email} now"
+            plan.superseded.append(
+                (
+                    row.id,
+                    NoticeOutcome(
+                        device.serial,
+                        kind,
+                        row.recipient,
+                        NoticeState.CANCELLED,
+                        reason,
+                        device.renewal_date,
+                    ),
+                )
+            )
 
 
 def _plan_queued(
@@ -333,6 +393,7 @@ def _plan_queued(
     claim_is_live: Callable[[str | None], bool],
 ) -> None:
     """Pending notices, and those a stopped run left sending: cancelled, kept, or sent."""
+    queued = []
     for notice, device in store.notices_with_devices((NoticeState.PENDING, NoticeState.SENDING)):
         if _left_alone(notice, now, claim_is_live):
             continue
@@ -345,7 +406,32 @@ def _plan_queued(
         elif notice.status == NoticeState.SENDING:
             plan.abandoned.append((notice, device))
         else:
-            _plan_recipient(plan, notice, device)
+            queued.append((notice, device))
+    _settle_readdressed(plan, store, queued)
+    for notice, device in queued:
+        _plan_recipient(plan, notice, device)
+
+
+def _settle_readdressed(
+    plan: _Plan, store: Store, notices: Sequence[tuple[Notice, Device]]
+) -> None:
+    """Settle the recipients of renewal notices whose device has another email now, where
+    the notices due today did not already (a device outside this run's horizon)."""
+    changed = [
+        (notice, device)
+        for notice, device in notices
+        if is_renewal_kind(notice.kind)
+        and (device.user_email or "").strip()
+        and fold(device.user_email or "") != fold(notice.recipient or "")
+        and (notice.device_id, notice.kind, notice.renewal_date) not in plan.settled
+    ]
+    if not changed:
+        return
+    states = store.notice_states(sorted({notice.device_id for notice, _ in changed}))
+    for notice, device in changed:
+        rows = states.get((notice.device_id, notice.kind, notice.renewal_date), ())
+        email = (device.user_email or "").strip()
+        _settle_recipient(plan, device, notice.kind, rows, email, due=False)
 
 
 def _left_alone(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
@@ -363,9 +449,11 @@ def _plan_recipient(plan: _Plan, notice: Notice, device: Device) -> None:
         if not recipient:
             plan.skip(device, notice.kind, notice.renewal_date, _NO_EMAIL, notice.recipient)
             return
-        if recipient.lower() != (notice.recipient or "").strip().lower():
-            plan.readdress.append((notice.id, recipient))
-            notice = replace(notice, recipient=recipient)
+        if fold(recipient) != fold(notice.recipient or ""):
+            moved = plan.readdress.get(notice.id)
+            if moved is None:
+                return  # another notice of the device goes to its user: this one is cancelled
+            notice = replace(notice, recipient=moved)
     if not (notice.recipient or "").strip():
         plan.skip(device, notice.kind, notice.renewal_date, _NO_RECIPIENT)
         return
@@ -374,11 +462,16 @@ def _plan_recipient(plan: _Plan, notice: Notice, device: Device) -> None:
 
 def _plan_readdressed_failures(plan: _Plan, store: Store) -> None:
     """Failed renewal notices sent again, to the new email their device was given since."""
-    for notice, device in store.failed_notices_readdressed():
-        if _cancel_reason(notice, device) is None and device.user_email:
-            recipient = device.user_email.strip()
-            plan.readdress.append((notice.id, recipient))
-            plan.sendable.append((replace(notice, recipient=recipient), device))
+    failed = [
+        (notice, device)
+        for notice, device in store.failed_notices_readdressed()
+        if _cancel_reason(notice, device) is None
+    ]
+    _settle_readdressed(plan, store, failed)
+    for notice, device in failed:
+        moved = plan.readdress.get(notice.id)
+        if moved is not None:
+            plan.sendable.append((replace(notice, recipient=moved), device))
 
 
 def _claim_held(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
@@ -404,7 +497,10 @@ def _apply(store: Store, plan: _Plan, *, at: str) -> None:
         for device, kind in plan.new
     )
     store.cancel_notices(((notice.id, reason) for notice, reason in plan.cancel), at=at)
-    store.readdress_notices(plan.readdress, at=at)
+    store.cancel_notices(
+        ((notice_id, outcome.error or "") for notice_id, outcome in plan.superseded), at=at
+    )
+    store.readdress_notices(plan.readdress.items(), at=at)
 
 
 # ---- claims ------------------------------------------------------------------------------
@@ -487,7 +583,7 @@ def _groups(plan: _Plan) -> list[_Group]:
             if notice.kind == NoticeKind.PERSONAL_DATA
             else NoticeKind.RENEWAL
         )
-        key = ((notice.recipient or "").strip().lower(), family)
+        key = (fold(notice.recipient or ""), family)
         if key not in by_recipient:
             by_recipient[key] = _Group([])
             groups.append(by_recipient[key])
@@ -531,6 +627,7 @@ def send_notices(
     report.outcomes.extend(
         _outcome(notice, NoticeState.CANCELLED, reason) for notice, reason in first.cancel
     )
+    report.outcomes.extend(outcome for _, outcome in first.superseded)
     report.outcomes.extend(plan.skipped)
     report.warnings.extend(_skip_warnings(plan.skipped))
     groups = _groups(plan)
@@ -548,6 +645,7 @@ def _dry_run(plan: _Plan) -> SendReport:
     report.outcomes.extend(
         _outcome(notice, NoticeState.CANCELLED, reason) for notice, reason in plan.cancel
     )
+    report.outcomes.extend(outcome for _, outcome in plan.superseded)
     report.outcomes.extend(plan.skipped)
     report.outcomes.extend(_outcome(notice, NoticeState.PENDING) for notice, _ in plan.abandoned)
     report.outcomes.extend(_outcome(notice, NoticeState.PENDING) for notice, _ in plan.sendable)

@@ -123,6 +123,18 @@ def describe_sqlite_error(exc: sqlite3.Error, path: Path) -> VeloryError:
 
 
 @dataclass(frozen=True)
+class LedgerRow:
+    """One notice as the planner weighs it: its id, state, when it was sent, and whom to
+    (the recipient folded, as ``recipient_key`` holds it)."""
+
+    id: int
+    status: str
+    sent_at: str | None
+    recipient: str | None
+    recipient_key: str
+
+
+@dataclass(frozen=True)
 class DeviceFilter:
     """Which devices a listing shows. Removed devices only when asked for."""
 
@@ -659,20 +671,20 @@ class Store:
 
     def notice_states(
         self, device_ids: Sequence[int]
-    ) -> dict[tuple[int, str, str], tuple[int, str, str | None]]:
-        """Every notice these devices have: (device_id, kind, renewal_date) -> (id, status,
-        sent_at)."""
-        found: dict[tuple[int, str, str], tuple[int, str, str | None]] = {}
+    ) -> dict[tuple[int, str, str], list[LedgerRow]]:
+        """Every notice these devices have, by (device_id, kind, renewal_date): one row per
+        recipient, oldest first."""
+        found: dict[tuple[int, str, str], list[LedgerRow]] = {}
         for start in range(0, len(device_ids), 500):
             chunk = list(device_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                "SELECT device_id, kind, renewal_date, id, status, sent_at FROM notices"
-                f" WHERE device_id IN ({marks})",
+                "SELECT device_id, kind, renewal_date, id, status, sent_at, recipient,"
+                f" recipient_key FROM notices WHERE device_id IN ({marks}) ORDER BY id",
                 chunk,
             )
             for row in rows:
-                found[(row[0], row[1], row[2])] = (row[3], row[4], row[5])
+                found.setdefault((row[0], row[1], row[2]), []).append(LedgerRow(*row[3:]))
         return found
 
     def notices_with_devices(self, statuses: Sequence[str]) -> list[tuple[Notice, Device]]:
@@ -688,22 +700,30 @@ class Store:
     def failed_notices_readdressed(self) -> list[tuple[Notice, Device]]:
         """Failed renewal notices whose device has since been given another email."""
         rows = self.conn.execute(
-            _NOTICE_SELECT_WITH_DEVICE + " WHERE n.status = 'failed' AND n.kind != 'personal_data'"
+            _NOTICE_SELECT_WITH_DEVICE.replace(" FROM notices", ", n.recipient_key FROM notices")
+            + " WHERE n.status = 'failed' AND n.kind != 'personal_data'"
             " AND d.user_email IS NOT NULL AND trim(d.user_email) != ''"
-            " AND (n.recipient IS NULL OR n.recipient != d.user_email COLLATE NOCASE)"
             " AND n.renewal_date = d.renewal_date ORDER BY n.id"
         )
         width = len(NOTICE_FIELDS)
-        return [(Notice(*row[:width]), Device(*row[width:])) for row in rows]
+        found = []
+        for row in rows:
+            notice, device = Notice(*row[:width]), Device(*row[width:-1])
+            if row[-1] != fold(device.user_email or ""):
+                found.append((notice, device))
+        return found
 
     def insert_notices(self, rows: Iterable[tuple[int, str, str, str | None, str]]) -> int:
         """Pending notices from (device_id, kind, renewal_date, recipient, at); one that exists
-        already is left as it is. Returns how many were new."""
+        already for that recipient is left as it is. Returns how many were new."""
         cursor = self.conn.executemany(
-            "INSERT INTO notices (device_id, kind, renewal_date, recipient, status, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?5)"
-            " ON CONFLICT (device_id, kind, renewal_date) DO NOTHING",
-            rows,
+            "INSERT INTO notices (device_id, kind, renewal_date, recipient, recipient_key,"
+            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?6)"
+            " ON CONFLICT (device_id, kind, renewal_date, recipient_key) DO NOTHING",
+            (
+                (device_id, kind, renewal_date, recipient, fold(recipient or ""), at)
+                for device_id, kind, renewal_date, recipient, at in rows
+            ),
         )
         return max(cursor.rowcount, 0)
 
@@ -719,10 +739,12 @@ class Store:
         """Make notices, as (id, recipient), pending for this recipient: a pending one whose
         device has another email now, a failed one refused for an address that is no longer
         the user's, a cancelled one whose device is due again for the same renewal date."""
+        # A mail to another recipient is another mail: the Message-ID of the earlier one goes.
         self.conn.executemany(
-            "UPDATE notices SET recipient = ?2, status = 'pending', error = NULL, updated_at = ?3"
+            "UPDATE notices SET recipient = ?2, recipient_key = ?4, status = 'pending',"
+            " error = NULL, message_id = NULL, updated_at = ?3"
             " WHERE id = ?1 AND status IN ('pending', 'failed', 'cancelled')",
-            [(notice_id, recipient, at) for notice_id, recipient in changes],
+            [(notice_id, recipient, at, fold(recipient)) for notice_id, recipient in changes],
         )
 
     def claim_notices(
@@ -821,10 +843,10 @@ class Store:
     ) -> bool:
         """A pending notice for the mailer; False when that notice is already queued."""
         cursor = self.conn.execute(
-            "INSERT INTO notices (device_id, kind, renewal_date, recipient, status, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)"
-            " ON CONFLICT (device_id, kind, renewal_date) DO NOTHING",
-            (device_id, kind, renewal_date, recipient, at, at),
+            "INSERT INTO notices (device_id, kind, renewal_date, recipient, recipient_key,"
+            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
+            " ON CONFLICT (device_id, kind, renewal_date, recipient_key) DO NOTHING",
+            (device_id, kind, renewal_date, recipient, fold(recipient), at, at),
         )
         return cursor.rowcount > 0
 
@@ -904,12 +926,15 @@ def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
         _add_equals(clauses, params, "d.user_email", where.user_email)
     if where.distributor:
         _add_contains(clauses, params, "d.distributor", where.distributor)
+    # A device that changed hands has a renewal notice per recipient: the one that counts is
+    # the newest that is not cancelled (the new user's), else the newest.
     sql = (
         "SELECT "
         + ", ".join("d." + column for column in DEVICE_COLUMNS)
-        + ", n.status AS notice_status FROM devices AS d"
-        " LEFT JOIN notices AS n ON n.device_id = d.id AND n.kind = 'renewal'"
-        " AND n.renewal_date = d.renewal_date"
+        + ", (SELECT n.status FROM notices AS n WHERE n.device_id = d.id"
+        " AND n.kind = 'renewal' AND n.renewal_date = d.renewal_date"
+        " ORDER BY n.status = 'cancelled', n.id DESC LIMIT 1) AS notice_status"
+        " FROM devices AS d"
         " WHERE " + " AND ".join(clauses) + " ORDER BY d.renewal_date, d.serial"
     )
     return sql, params
