@@ -1065,3 +1065,56 @@ def test_renewals_show_one_row_and_the_new_users_notice(store: Store) -> None:
     due = renewals.renewals_due(store, as_of=AS_OF, within_days=30)
 
     assert [(r.device.serial, r.notice_status) for r in due] == [("A", "pending")]
+
+
+# ---- a mail sent again is the same mail ------------------------------------------------------
+
+
+def _serials(mail: Outgoing) -> list[str]:
+    text = _plain(mail)
+    return [serial for serial in ("GA", "GB", "GC") if f"serial number {serial}" in text]
+
+
+def test_a_mail_sent_again_after_an_interrupted_run_carries_the_same_notices(
+    store: Store,
+) -> None:
+    for serial in ("GA", "GB"):
+        add_device(store, serial, renewal_date="2026-11-20", user_email="eva@example.com")
+    dropped = FakeTransport(
+        send_error=TemporaryDelivery("the connection dropped before the server confirmed")
+    )
+    interrupted = send(store, dropped)
+    assert interrupted.exit_code == ExitCode.TEMPORARY
+    first_id = ledger(store)[("GA", "renewal")].message_id
+    assert first_id and ledger(store)[("GB", "renewal")].message_id == first_id
+    add_device(store, "GC", renewal_date="2026-11-21", user_email="eva@example.com")
+    transport = FakeTransport()
+
+    report = send(store, transport)
+
+    assert report.exit_code == 0
+    by_id = {mail.message_id: _serials(mail) for mail in transport.sent}
+    assert by_id[first_id] == ["GA", "GB"]
+    assert len(by_id) == 2
+    (other,) = set(by_id) - {first_id}
+    assert by_id[other] == ["GC"]
+    assert ledger(store)[("GC", "renewal")].message_id == other
+
+
+def test_a_mail_whose_notices_changed_since_it_was_tried_gets_a_message_id_of_its_own(
+    store: Store,
+) -> None:
+    for serial in ("GA", "GB"):
+        add_device(store, serial, renewal_date="2026-11-20", user_email="eva@example.com")
+    send(store, FakeTransport(send_error=TemporaryDelivery("dropped")))
+    first_id = ledger(store)[("GA", "renewal")].message_id
+    update_device(store, "GB", status="renewal_started")  # GB is no longer to be sent
+    transport = FakeTransport()
+
+    send(store, transport)
+
+    (mail,) = transport.sent
+    assert _serials(mail) == ["GA"]
+    assert mail.message_id != first_id
+    assert ledger(store)[("GA", "renewal")].message_id == mail.message_id
+    assert ledger(store)[("GB", "renewal")].message_id == first_id  # what that mail was

@@ -537,8 +537,10 @@ def claim_is_live(claimed_by: str | None) -> bool:
         return True
 
 
-def message_id_for(notice: Notice, sender: str) -> str:
-    """A notice's Message-ID: stable, so a mail sent again is recognisably the same mail."""
+def message_id_for(notice: Notice, sender: str, *, attempt: int | None = None) -> str:
+    """The Message-ID of a mail led by ``notice``: stable, so a mail sent again is
+    recognisably the same mail. ``attempt`` (the notice's claim count) sets apart a later mail
+    led by the same notice with other contents, which must never share the first one's ID."""
     address = sender.strip().rpartition("<")[2].strip(" >")
     domain = address.rpartition("@")[2].lower() if "@" in address else ""
     try:
@@ -549,7 +551,8 @@ def message_id_for(notice: Notice, sender: str) -> str:
         domain = "localhost"
     serial = re.sub(r"[^A-Za-z0-9-]+", "-", notice.serial).strip("-").lower()[:64] or "device"
     date_part = notice.renewal_date.replace("-", "")
-    return f"<velory.{notice.id}.{serial}.{date_part}@{domain or 'localhost'}>"
+    variant = f".{attempt}" if attempt is not None else ""
+    return f"<velory.{notice.id}.{serial}.{date_part}{variant}@{domain or 'localhost'}>"
 
 
 # ---- sending -----------------------------------------------------------------------------
@@ -576,14 +579,17 @@ def _groups(plan: _Plan) -> list[_Group]:
             by_message[message_key] = _Group([], abandoned=True)
             groups.append(by_message[message_key])
         by_message[message_key].items.append((notice, device))
-    by_recipient: dict[tuple[str, str], _Group] = {}
+    by_recipient: dict[tuple[str, str, str], _Group] = {}
     for notice, device in plan.sendable:
         family = (
             NoticeKind.PERSONAL_DATA
             if notice.kind == NoticeKind.PERSONAL_DATA
             else NoticeKind.RENEWAL
         )
-        key = (fold(notice.recipient or ""), family)
+        # A notice whose mail was tried before (the run was interrupted) goes with the notices
+        # of that mail, and only with them: a mail sent again is the same mail. What became
+        # due since goes in a mail of its own.
+        key = (fold(notice.recipient or ""), family, notice.message_id or "")
         if key not in by_recipient:
             by_recipient[key] = _Group([])
             groups.append(by_recipient[key])
@@ -743,22 +749,34 @@ class _Run:
         self._deliver(claimed)
 
     def _claim(self, group: _Group) -> _Claimed:
-        """Take the group's notices for this run; a stopped run's claims keep their Message-ID."""
-        lead = group.lead
-        if group.abandoned:
-            message_id = lead.message_id or message_id_for(lead, self.composer.sender_address)
-            claims = [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items]
-            with self.store.transaction():
+        """Take the group's notices for this run, and give the mail its Message-ID once it is
+        known which of them this run got."""
+        message_id = ""
+        with self.store.transaction():
+            if group.abandoned:
+                claims = [(n.id, n.claimed_by, n.claimed_at) for n, _ in group.items]
                 taken = self.store.reclaim_notices(claims, owner=self.owner, at=self.clock())
-        else:
-            message_id = message_id_for(lead, self.composer.sender_address)
-            ids = [notice.id for notice, _ in group.items]
-            with self.store.transaction():
-                taken = self.store.claim_notices(
-                    ids, owner=self.owner, at=self.clock(), message_id=message_id
-                )
-        items = [(notice, device) for notice, device in group.items if notice.id in taken]
+            else:
+                ids = [notice.id for notice, _ in group.items]
+                taken = self.store.claim_notices(ids, owner=self.owner, at=self.clock())
+            items = [(notice, device) for notice, device in group.items if notice.id in taken]
+            if items:
+                message_id = self._message_id(items)
+                self.store.set_message_id([notice.id for notice, _ in items], message_id)
         return _Claimed(group, message_id, items)
+
+    def _message_id(self, items: Sequence[tuple[Notice, Device]]) -> str:
+        """The Message-ID of a mail of exactly these notices: the one they went out with
+        before when they are that whole mail again, else one no other mail has had."""
+        earlier = {notice.message_id for notice, _ in items}
+        if len(earlier) == 1:
+            previous = earlier.pop()
+            ids = {notice.id for notice, _ in items}
+            if previous and self.store.notices_of_message(previous) == ids:
+                return previous
+        lead = items[0][0]
+        attempt = lead.attempts + 1 if lead.attempts else None
+        return message_id_for(lead, self.composer.sender_address, attempt=attempt)
 
     def _warn_sent_again(self, claimed: _Claimed) -> None:
         self.report.warnings.extend(

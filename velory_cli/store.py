@@ -748,17 +748,31 @@ class Store:
         )
 
     def claim_notices(
-        self, notice_ids: Sequence[int], *, owner: str, at: str, message_id: str
+        self, notice_ids: Sequence[int], *, owner: str, at: str, message_id: str | None = None
     ) -> list[int]:
-        """Claim the pending notices among ``notice_ids`` for this run; the ids it got."""
+        """Claim the pending notices among ``notice_ids`` for this run; the ids it got. Their
+        Message-ID is kept unless one is given."""
         marks = ",".join("?" * len(notice_ids))
         rows = self.conn.execute(
             "UPDATE notices SET status = 'sending', claimed_by = ?, claimed_at = ?,"
-            " attempts = attempts + 1, message_id = ?, updated_at = ?"
+            " attempts = attempts + 1, message_id = coalesce(?, message_id), updated_at = ?"
             f" WHERE id IN ({marks}) AND status = 'pending' RETURNING id",
             [owner, at, message_id, at, *notice_ids],
         ).fetchall()
         return sorted(row[0] for row in rows)
+
+    def set_message_id(self, notice_ids: Sequence[int], message_id: str) -> None:
+        """The Message-ID of the mail these notices go in: the ledger's record of which
+        notices that mail carries."""
+        marks = ",".join("?" * len(notice_ids))
+        self.conn.execute(
+            f"UPDATE notices SET message_id = ? WHERE id IN ({marks})", [message_id, *notice_ids]
+        )
+
+    def notices_of_message(self, message_id: str) -> set[int]:
+        """The notices a Message-ID was given to."""
+        rows = self.conn.execute("SELECT id FROM notices WHERE message_id = ?", (message_id,))
+        return {row[0] for row in rows}
 
     def reclaim_notices(
         self, claims: Sequence[tuple[int, str | None, str | None]], *, owner: str, at: str
