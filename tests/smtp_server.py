@@ -63,6 +63,9 @@ class SmtpServer:
     refuse: set[str] = field(default_factory=set)  # recipients answered 550
     defer: set[str] = field(default_factory=set)  # recipients answered 451
     delay: float = 0.0  # seconds before answering a message
+    mail_answer: str | None = None  # the answer to every MAIL FROM, instead of 250
+    rcpt_answer: str | None = None  # the answer to every RCPT TO, instead of 250
+    data_answer: str | None = None  # the answer to every message, instead of 250
     tls_cert: tuple[Path, Path] | None = None  # (certificate, key): offer STARTTLS
     implicit_tls: bool = False  # with tls_cert: TLS from the first byte (as on port 465)
     smtputf8: bool = False  # offer SMTPUTF8 (addresses beyond ASCII)
@@ -80,9 +83,20 @@ class SmtpServer:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.mail_answer is not None:
+            return self.mail_answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        if self.rcpt_answer is not None:
+            return self.rcpt_answer
         if address.lower() in self.refuse:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if address.lower() in self.defer:
@@ -93,6 +107,8 @@ class SmtpServer:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.data_answer is not None:
+            return self.data_answer
         with self._lock:
             self.received.append(
                 Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content))

@@ -481,3 +481,76 @@ def test_an_import_that_gives_a_device_a_new_user_gets_the_new_user_their_notice
     ]
     again = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
     assert again.stdout.strip() == "No notices due."
+
+
+# ---- a refusal that is the server's, not the recipient's -----------------------------------
+
+
+def _ledger_states(invoke: Invoke) -> list[tuple[str, str, int]]:
+    listed = json_out(invoke(["notices", "list", "--json"]))
+    return [(n["serial"], n["status"], n["attempts"]) for n in listed]
+
+
+@pytest.mark.parametrize(
+    ("server", "words"),
+    [
+        ({"rcpt_answer": "550 5.7.1 Relaying denied"}, "550 5.7.1 Relaying denied"),
+        ({"data_answer": "554 5.7.1 Message refused by policy"}, "554 5.7.1 Message refused"),
+        ({"mail_answer": "553 5.7.1 Sender address rejected"}, "553 5.7.1 Sender address"),
+    ],
+    ids=["every-rcpt", "data", "mail-from"],
+)
+def test_a_refusal_that_is_the_servers_exits_78_and_loses_nothing(
+    invoke: Invoke,
+    home: Path,
+    smtp_factory: StartServer,
+    smtp_server: SmtpServer,
+    server: dict[str, str],
+    words: str,
+) -> None:
+    refusing = smtp_factory(**server)
+    seed(home, due("A"), due("B"), due("C"))
+
+    result = invoke(["notices", "send", *AS_OF, "--json"], extra_env=refusing.env)
+
+    assert result.exit_code == 78, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert json_out(result)["failed"] == 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0]
+    assert [status for _, status, _ in _ledger_states(invoke)] == ["pending"] * 3
+    # Once the server is put right, the next run sends every one.
+    fixed = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert fixed.exit_code == 0, fixed.output
+    assert sorted(smtp_server.recipients()) == [f"{s}@example.com" for s in "abc"]
+
+
+def test_a_single_recipient_refused_at_rcpt_fails_with_exit_1(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    server = smtp_factory(rcpt_answer="550 5.7.1 Relaying denied")
+    seed(home, due("A"))
+    result = invoke(["notices", "send", *AS_OF], extra_env=server.env)
+    assert result.exit_code == 1, result.output
+    assert _ledger_states(invoke) == [("A", "failed", 1)]
+
+
+def test_recipients_that_each_do_not_exist_fail_one_by_one(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    server = smtp_factory(refuse={"a@example.com", "b@example.com"})
+    seed(home, due("A"), due("B"))
+    result = invoke(["notices", "send", *AS_OF], extra_env=server.env)
+    assert result.exit_code == 1, result.output
+    assert [status for _, status, _ in _ledger_states(invoke)] == ["failed", "failed"]
+
+
+def test_a_recipient_refused_before_the_server_accepts_another_fails_alone(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    server = smtp_factory(refuse={"gone@example.com"})
+    seed(home, due("A", user_email="gone@example.com"), due("B"))
+    result = invoke(["notices", "send", *AS_OF], extra_env=server.env)
+    assert result.exit_code == 1, result.output
+    assert _ledger_states(invoke) == [("A", "failed", 1), ("B", "sent", 1)]
+    assert server.recipients() == ["b@example.com"]

@@ -55,7 +55,20 @@ class TemporaryDelivery(DeliveryError):
 
 
 class PermanentDelivery(DeliveryError):
-    """Refused for good by the mail server (a 5xx answer)."""
+    """Refused for good by the mail server (a 5xx answer).
+
+    ``refusal``: for a recipient refused at RCPT, the server's answer without the address in
+    it, so that a run can tell one answer given to every recipient (the server refuses them
+    all: its setting, not theirs) from recipients refused one by one."""
+
+    def __init__(self, message: str, *, refusal: str | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+class ServerRefusal(ConfigError):
+    """The server refused what every mail of the run needs (the sender, the message itself):
+    a setting to fix; the notices stay pending."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +250,12 @@ def _reply_text(reply: bytes | str) -> str:
 
 def _answer(code: int, reply: bytes | str) -> str:
     return f"{code} {_reply_text(reply)}".strip()
+
+
+def _without_address(answer: str, address: str) -> str:
+    """A server's answer with the recipient's address (and the brackets around it) taken out."""
+    text = re.sub(rf"<?{re.escape(address)}>?", "", answer, flags=re.IGNORECASE)
+    return " ".join(text.split())
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -467,13 +486,23 @@ class SmtpTransport:
             raise TemporaryDelivery(f"the mail server answered {answer}")
         if stage == "sender":
             # Every mail of the run would be refused the same way: the settings need fixing.
-            raise ConfigError(
+            raise ServerRefusal(
                 f"the mail server refused the sender {mail.sender}: {answer}; check "
-                "VELORY_MAIL_FROM"
+                "VELORY_MAIL_FROM and what the server lets this login send as; the notices "
+                "stay pending"
             )
         if stage == "recipient":
-            raise PermanentDelivery(f"the mail server refused {mail.recipient}: {answer}")
-        raise PermanentDelivery(f"the mail server refused the mail: {answer}")
+            raise PermanentDelivery(
+                f"the mail server refused {mail.recipient}: {answer}",
+                refusal=_without_address(answer, mail.recipient),
+            )
+        # A refusal of the message itself (to DATA, or once it has been sent) is not about
+        # one recipient: every mail of the run is built the same way and would be refused too.
+        raise ServerRefusal(
+            f"the mail server refused the mail at DATA: {answer}; this is the server's setting "
+            "(relaying, the sender's domain, a policy), not the recipient's: fix it and run "
+            "again; the notices stay pending"
+        )
 
 
 # ---- outbox ------------------------------------------------------------------------------

@@ -704,6 +704,10 @@ class _Run:
     codes: list[int] = field(default_factory=list)
     # Why the run stopped sending: every notice after that stays pending for the next run.
     stopped: str | None = None
+    # Mails whose recipient the server refused (5xx to RCPT) while it has accepted none yet:
+    # failed once another mail gets through or the refusals differ, put back to pending when
+    # the server gave every recipient of the run the same answer.
+    held: list[tuple[_Claimed, str, str]] = field(default_factory=list)
 
     def send(self, groups: Iterable[_Group]) -> None:
         """Send one mail per group, in order, until a failure no later mail can escape."""
@@ -717,9 +721,34 @@ class _Run:
                     self._send_group(group)
                 else:
                     self._leave_pending(group)
+            self._settle_held()
         finally:
             self.transport.close()
         self.report.exit_code = worst(*self.codes)
+
+    def _settle_held(self) -> None:
+        """One answer to every recipient of the run, when there were several, is the server
+        refusing them all (``550 5.7.1 Relaying denied``): a setting to fix, and the notices
+        stay pending. An answer about the mailbox itself (status 5.1.x, 5.2.x: no such user,
+        mailbox full) is each recipient's own, however many get it."""
+        held, self.held = self.held, []
+        if not held:
+            return
+        answers = {refusal for _, _, refusal in held}
+        recipients = {fold(claimed.items[0][0].recipient or "") for claimed, _, _ in held}
+        answer = next(iter(answers))
+        if len(answers) == 1 and len(recipients) > 1 and not _about_the_mailbox(answer):
+            message = (
+                f"the mail server refused every recipient of this run with the same answer "
+                f"({answer}): that is the server's setting (relaying, the sender, the login), "
+                "not the recipients'; fix it and run again; the notices stay pending"
+            )
+            for claimed, _, _ in held:
+                self._record(claimed, NoticeState.PENDING, message)
+            self._stop(message, ExitCode.CONFIG)
+            return
+        for claimed, error, _ in held:
+            self._fail(claimed, error)
 
     def _stop(self, reason: str, code: int) -> None:
         self.stopped = reason
@@ -797,7 +826,10 @@ class _Run:
         try:
             self.transport.send(mail)
         except PermanentDelivery as exc:
-            self._fail(claimed, exc.message)
+            if exc.refusal is not None and self.report.mails == 0:
+                self.held.append((claimed, exc.message, exc.refusal))
+            else:
+                self._fail(claimed, exc.message)
         except TemporaryDelivery as exc:
             self._record(claimed, NoticeState.PENDING, exc.message)
             self._defer(claimed, exc.message, stop=exc.connection)
@@ -807,6 +839,10 @@ class _Run:
         else:
             self._record(claimed, NoticeState.SENT)
             self.report.mails += 1
+            # The server accepts mail: the recipients it refused were refused for themselves.
+            held, self.held = self.held, []
+            for refused, error, _ in held:
+                self._fail(refused, error)
 
     def _compose(self, claimed: _Claimed) -> Outgoing:
         return self.composer.compose(
@@ -855,6 +891,11 @@ class _Run:
                 f"the same Message-ID {claimed.message_id}"
             ) from None
         self.report.outcomes.extend(_outcome(notice, status, error) for notice, _ in claimed.items)
+
+
+def _about_the_mailbox(answer: str) -> bool:
+    """An answer whose enhanced status code is about the recipient's mailbox or address."""
+    return re.match(r"\d{3}[ -]5\.[12]\.\d{1,3}\b", answer) is not None
 
 
 def _related_devices(store: Store, items: Sequence[tuple[Notice, Device]]) -> dict[str, Device]:
