@@ -554,3 +554,97 @@ def test_a_recipient_refused_before_the_server_accepts_another_fails_alone(
     assert result.exit_code == 1, result.output
     assert _ledger_states(invoke) == [("A", "failed", 1), ("B", "sent", 1)]
     assert server.recipients() == ["b@example.com"]
+
+
+# ---- notices retry -------------------------------------------------------------------------
+
+
+def _fail_all(invoke: Invoke, home: Path, server: SmtpServer) -> None:
+    """A and B refused one by one (no such user): both failed."""
+    seed(home, due("A"), due("B"), due("C"))
+    with Store.open(home / "velory.db") as store:
+        device = store.device("C")
+        assert device is not None
+        with store.transaction():
+            store.queue_notice(
+                device.id,
+                kind="personal_data",
+                renewal_date="2026-11-20",
+                recipient="gone@example.com",
+                at="2026-11-01T00:00:00Z",
+            )
+    invoke(["notices", "send", *AS_OF], extra_env=server.env)
+
+
+def test_retry_puts_failed_notices_back_for_the_next_run(
+    invoke: Invoke, home: Path, smtp_factory: StartServer, smtp_server: SmtpServer
+) -> None:
+    refusing = smtp_factory(refuse={"a@example.com", "b@example.com", "gone@example.com"})
+    _fail_all(invoke, home, refusing)
+    assert ("A", "failed", 1) in _ledger_states(invoke)
+
+    result = invoke(["notices", "retry", "a"])
+
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert "1 notice of 1 device back to pending" in result.stderr
+    assert "A" in result.stdout
+    states = _ledger_states(invoke)
+    assert ("A", "pending", 1) in states and ("B", "failed", 1) in states
+    listed = json_out(invoke(["notices", "list", "--json"]))
+    assert "550" in next(n["error"] for n in listed if n["serial"] == "A")  # history kept
+    sent = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert sent.exit_code == 0, sent.output
+    assert smtp_server.recipients() == ["a@example.com"]
+    assert ("A", "sent", 2) in _ledger_states(invoke)
+
+
+def test_retry_all_in_json_takes_every_failed_notice_personal_data_too(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    refusing = smtp_factory(refuse={"a@example.com", "b@example.com", "gone@example.com"})
+    _fail_all(invoke, home, refusing)
+
+    result = invoke(["notices", "retry", "--all", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    data = json_out(result)
+    assert (data["action"], data["succeeded"], data["unchanged"], data["failed"]) == (
+        "notices retry",
+        3,
+        0,
+        0,
+    )
+    assert data["retried"] == 3
+    assert sorted((n["serial"], n["kind"]) for n in data["notices"]) == [
+        ("A", "renewal"),
+        ("B", "renewal"),
+        ("C", "personal_data"),
+    ]
+    assert {r["serial"]: r["ok"] for r in data["results"]} == {"A": True, "B": True, "C": True}
+    assert [status for _, status, _ in _ledger_states(invoke)].count("failed") == 0
+
+
+def test_retry_reports_unknown_serials_and_devices_without_a_failed_notice(
+    invoke: Invoke, home: Path, smtp_factory: StartServer
+) -> None:
+    _fail_all(invoke, home, smtp_factory(refuse={"a@example.com"}))
+    result = invoke(["notices", "retry", "A", "C", "NOPE", "--json"])
+    assert result.exit_code == 1
+    data = json_out(result)
+    assert [(r["serial"], r["ok"], r["changed"]) for r in data["results"]] == [
+        ("A", True, True),
+        ("C", True, False),
+        ("NOPE", False, False),
+    ]
+    assert "error: NOPE: no such device" in result.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["A", "--all"]])
+def test_retry_needs_serials_or_all(invoke: Invoke, home: Path, args: list[str]) -> None:
+    seed(home, due("A"))
+    result = invoke(["notices", "retry", *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "--all" in result.stderr

@@ -71,7 +71,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "notices": (
         "notices",
-        "Renewal notices and personal-data reminders: send the due ones (cron), list them.",
+        "Renewal notices and personal-data reminders: send the due ones (cron), list them, "
+        "retry failed ones.",
     ),
     "db": (
         "maintenance",

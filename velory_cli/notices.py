@@ -148,6 +148,63 @@ def list_notices(
     )
 
 
+# ---- putting failed notices back ---------------------------------------------------------
+
+
+@dataclass
+class RetryReport(lifecycle.ActionReport):
+    """``velory notices retry``: an action on devices, and the notices it put back."""
+
+    notices: list[Notice] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["retried"] = len(self.notices)
+        data["notices"] = [notice.to_dict() for notice in self.notices]
+        return data
+
+
+def retry_failed(store: Store, serials: Sequence[str], *, every: bool, now: str) -> RetryReport:
+    """Put failed notices back to pending for the next run, for when the admin knows the cause
+    is gone: those of the devices named, or ``every`` failed notice. Attempts and the last
+    error are kept; a device with no failed notice is unchanged, an unknown serial refused."""
+    if every and serials:
+        raise UsageError("give serials or --all, not both")
+    if not every and not serials:
+        raise UsageError(
+            "name the devices whose failed notices to send again (SERIAL...), or give --all"
+        )
+    report = RetryReport(action="notices retry", results=[])
+    with store.transaction():
+        if every:
+            report.notices = store.failed_notices()
+            by_device: dict[int, str] = {}
+            for notice in report.notices:
+                by_device.setdefault(notice.device_id, notice.serial)
+            for device_id in by_device:
+                retried = store.device_by_id(device_id)
+                report.results.append(
+                    lifecycle.ActionResult(retried.serial, True, True, retried.status)
+                )
+        else:
+            for serial in lifecycle.unique_serials(serials):
+                device = store.device(serial)
+                if device is None:
+                    report.results.append(
+                        lifecycle.ActionResult(
+                            serial, False, False, None, f"{serial}: no such device"
+                        )
+                    )
+                    continue
+                failed = store.failed_notices([device.id])
+                report.notices.extend(failed)
+                report.results.append(
+                    lifecycle.ActionResult(device.serial, True, bool(failed), device.status)
+                )
+        store.retry_notices([notice.id for notice in report.notices], at=now)
+    return report
+
+
 # ---- results -----------------------------------------------------------------------------
 
 

@@ -809,6 +809,25 @@ class Store:
             [status, error, at, status, at, *notice_ids, owner],
         )
 
+    def failed_notices(self, device_ids: Sequence[int] | None = None) -> list[Notice]:
+        """Failed notices, oldest first: of these devices, or of every device (None)."""
+        sql = _NOTICE_SELECT + " WHERE n.status = 'failed'"
+        params: list[Any] = []
+        if device_ids is not None:
+            if not device_ids:
+                return []
+            sql += f" AND n.device_id IN ({','.join('?' * len(device_ids))})"
+            params = list(device_ids)
+        return [Notice(*row) for row in self.conn.execute(sql + " ORDER BY n.id", params)]
+
+    def retry_notices(self, notice_ids: Sequence[int], *, at: str) -> None:
+        """Failed notices back to pending for the next run, their attempts and last error kept."""
+        self.conn.executemany(
+            "UPDATE notices SET status = 'pending', updated_at = ? WHERE id = ?"
+            " AND status = 'failed'",
+            [(at, notice_id) for notice_id in notice_ids],
+        )
+
     def list_notices(self, *, status: str | None = None, kind: str | None = None) -> list[Notice]:
         """The ledger, oldest first."""
         clauses: list[str] = []

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 notices_app = typer.Typer(
     name="notices",
-    help="Renewal notices and personal-data reminders: send the due ones (cron), list them.",
+    help=(
+        "Renewal notices and personal-data reminders: send the due ones (cron), list them, "
+        "retry failed ones."
+    ),
     no_args_is_help=True,
 )
 
@@ -202,6 +205,55 @@ def _list_columns() -> list[Column]:
 
 def _status_style(row: Mapping[str, Any]) -> str | None:
     return {"failed": "red", "pending": "yellow", "sending": "yellow"}.get(row["status"])
+
+
+@notices_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    serials: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[SERIAL]...",
+            help="The devices whose failed notices to send again.",
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every failed notice.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Put failed notices back to pending: the next notices send sends them.
+
+    For when the cause is gone (the server's setting fixed, the mailbox back). Attempts and
+    the last error stay in the ledger.
+
+    Examples: velory notices retry PF1K2X9Z · velory notices retry --all --json
+    """
+    from velory_cli import render
+    from velory_cli.notices import retry_failed
+
+    with state(ctx).store() as store:
+        report = retry_failed(store, serials or [], every=every, now=now_utc())
+    if json_out:
+        render.emit_json(report.to_dict())
+    else:
+        rows = [notice.to_dict() for notice in report.notices]
+        render.table(_list_columns(), rows, title="Back to pending", empty="No failed notices.")
+    for result in report.results:
+        if result.error:
+            render.error(result.error)
+    count = len(report.notices)
+    devices = report.succeeded
+    summary = (
+        f"{count} {'notice' if count == 1 else 'notices'} of {devices} "
+        f"{'device' if devices == 1 else 'devices'} back to pending"
+    )
+    if report.unchanged:
+        summary += f", {report.unchanged} without a failed notice"
+    if report.failed:
+        summary += f", {report.failed} refused"
+    render.info(summary + ("; the next velory notices send sends them." if count else "."))
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
