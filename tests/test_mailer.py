@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests.smtp_server import SmtpServer, free_port, make_test_certificate
+from tests.smtp_server import (
+    RawConnection,
+    RawSmtpServer,
+    SmtpServer,
+    endless_lines,
+    free_port,
+    make_test_certificate,
+    trickle,
+)
 from velory_cli.config import Settings
 from velory_cli.errors import ConfigError, OutputUnwritable
 from velory_cli.mailer import (
@@ -462,3 +471,115 @@ def test_the_outbox_writes_an_address_beyond_ascii(tmp_path: Path) -> None:
     outbox.send(_utf8_mail("åsa@exempel.se"))
     (written,) = (tmp_path / "out").iterdir()
     assert "To: Åsa <åsa@exempel.se>" in written.read_text(encoding="utf-8")
+
+
+# ---- answers bounded in time and size --------------------------------------------------------
+
+
+def _bounded(port: int, **overrides: Any) -> SmtpSettings:
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": port, "tls": "none", "timeout": 1}
+    values.update(overrides)
+    return SmtpSettings(**values)
+
+
+def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    return context
+
+
+def _greet_then(answer: Callable[[RawConnection], None]) -> Callable[[RawConnection, int], None]:
+    def script(conn: RawConnection, number: int) -> None:
+        conn.send(b"220 raw.example ESMTP\r\n")
+        if conn.line() is not None:  # EHLO
+            answer(conn)
+
+    return script
+
+
+def _open_fails_in_time(transport: SmtpTransport, seconds: float) -> TemporaryDelivery:
+    started = time.monotonic()
+    with pytest.raises(TemporaryDelivery) as caught:
+        transport.open()
+    assert time.monotonic() - started < seconds
+    assert caught.value.connection
+    return caught.value
+
+
+def test_a_greeting_trickled_one_byte_at_a_time_is_bounded_by_the_timeout() -> None:
+    def script(conn: RawConnection, number: int) -> None:
+        trickle(conn, b"220 " + b"x" * 200, every=0.1)
+
+    with RawSmtpServer(script) as server:
+        failure = _open_fails_in_time(SmtpTransport(_bounded(server.port)), 2.5)
+    assert "within 1 s" in failure.message
+
+
+def test_an_endless_answer_ends_the_connection_at_64_kib() -> None:
+    script = _greet_then(lambda conn: endless_lines(conn, b"250-XXXX\r\n", seconds=15))
+    with RawSmtpServer(script) as server:
+        failure = _open_fails_in_time(SmtpTransport(_bounded(server.port, timeout=30)), 5)
+    assert "64 KiB" in failure.message
+
+
+def test_one_long_line_ends_the_connection_at_64_kib() -> None:
+    script = _greet_then(lambda conn: endless_lines(conn, b"250-" + b"X" * 1000, seconds=15))
+    with RawSmtpServer(script) as server:
+        failure = _open_fails_in_time(SmtpTransport(_bounded(server.port, timeout=30)), 5)
+    assert "64 KiB" in failure.message
+
+
+def test_an_answer_trickled_after_starttls_is_bounded_too(
+    certificate: tuple[Path, Path],
+) -> None:
+    def script(conn: RawConnection, number: int) -> None:
+        conn.send(b"220 raw.example ESMTP\r\n")
+        conn.line()
+        conn.send(b"250-raw.example\r\n250 STARTTLS\r\n")
+        conn.line()
+        conn.send(b"220 go ahead\r\n")
+        conn.sock.settimeout(5)
+        conn.start_tls()
+        conn.sock.settimeout(0.1)
+        conn.line()
+        trickle(conn, b"250-" + b"x" * 200, every=0.1)
+
+    with RawSmtpServer(script, tls=_server_context(certificate)) as server:
+        settings_ = _bounded(server.port, tls="starttls")
+        transport = SmtpTransport(settings_, ssl_context=_trusting(certificate))
+        failure = _open_fails_in_time(transport, 3)
+    assert "within 1 s" in failure.message
+
+
+def test_a_greeting_trickled_over_tls_is_bounded_too(certificate: tuple[Path, Path]) -> None:
+    def script(conn: RawConnection, number: int) -> None:
+        trickle(conn, b"220 " + b"x" * 200, every=0.1)
+
+    context = _server_context(certificate)
+    with RawSmtpServer(script, tls=context, implicit_tls=True) as server:
+        settings_ = _bounded(server.port, tls="ssl")
+        transport = SmtpTransport(settings_, ssl_context=_trusting(certificate))
+        failure = _open_fails_in_time(transport, 3)
+    assert "within 1 s" in failure.message
+
+
+def test_a_final_answer_trickled_after_the_message_leaves_it_to_the_next_run() -> None:
+    def script(conn: RawConnection, number: int) -> None:
+        conn.send(b"220 raw.example ESMTP\r\n")
+        while (line := conn.line()) is not None:
+            if line.upper().startswith(b"DATA"):
+                conn.send(b"354 go ahead\r\n")
+                conn.message()
+                trickle(conn, b"250 " + b"x" * 200, every=0.1)
+                return
+            conn.send(b"250 OK\r\n")
+
+    with RawSmtpServer(script) as server:
+        transport = SmtpTransport(_bounded(server.port))
+        transport.open()
+        started = time.monotonic()
+        with pytest.raises(TemporaryDelivery) as caught:
+            transport.send(mail())
+        transport.close()
+    assert time.monotonic() - started < 2.5
+    assert "same Message-ID" in caught.value.message

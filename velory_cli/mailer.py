@@ -300,14 +300,21 @@ class SmtpTransport:
         import smtplib
         import ssl
 
+        from velory_cli.smtpclient import AnswerTooLong, AnswerTooSlow, BoundedSMTP, BoundedSMTPSSL
+
         s = self.settings
         try:
             if s.tls == "ssl":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                conn: smtplib.SMTP = BoundedSMTPSSL(
                     s.host, s.port, timeout=s.timeout, context=self._context()
                 )
             else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                conn = BoundedSMTP(s.host, s.port, timeout=s.timeout)
+        except (AnswerTooSlow, AnswerTooLong) as exc:
+            raise TemporaryDelivery(
+                f"the mail server {s.where} did not greet as a mail server does: {exc}",
+                connection=True,
+            ) from None
         except ssl.SSLCertVerificationError as exc:
             raise ConfigError(
                 f"the TLS certificate of the mail server {s.where} cannot be trusted: "
