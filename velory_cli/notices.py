@@ -34,8 +34,10 @@ from velory_cli.errors import (
     ConfigError,
     ExitCode,
     OutputUnwritable,
+    StoreUnusable,
     TemporaryFailure,
     UsageError,
+    VeloryError,
     worst,
 )
 from velory_cli.folding import fold
@@ -738,6 +740,29 @@ def _stop_reason(exc: BaseException) -> tuple[str, int]:
     raise exc
 
 
+class _StoreBroken(Exception):
+    """The store refused a write the run needed (see _store_write_error)."""
+
+    def __init__(self, error: VeloryError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _store_write_error(exc: BaseException, store: Store) -> VeloryError | None:
+    """The store error an exception stands for when the store cannot be written (a full
+    disk, a file size limit, a failing disk, read-only); None for anything else."""
+    import sqlite3
+
+    from velory_cli.store import describe_sqlite_error
+
+    if isinstance(exc, StoreUnusable):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        error = describe_sqlite_error(exc, store.path)
+        return error if isinstance(error, StoreUnusable) else None
+    return None
+
+
 @dataclass(frozen=True)
 class _Claimed:
     """The notices of one mail that this run claimed, and the mail's Message-ID."""
@@ -765,6 +790,11 @@ class _Run:
     # failed once another mail gets through or the refusals differ, put back to pending when
     # the server gave every recipient of the run the same answer.
     held: list[tuple[_Claimed, str, str]] = field(default_factory=list)
+    # The store could not be written: the run stopped there.
+    store_error: VeloryError | None = None
+    recorded_sent: int = 0
+    # Mails the server accepted that the store could not record.
+    unrecorded: list[_Claimed] = field(default_factory=list)
 
     def send(self, groups: Iterable[_Group]) -> None:
         """Send one mail per group, in order, until a failure no later mail can escape."""
@@ -778,9 +808,15 @@ class _Run:
                     self._send_group(group)
                 else:
                     self._leave_pending(group)
-            self._settle_held()
+            if self.store_error is None:
+                try:
+                    self._settle_held()
+                except _StoreBroken as exc:
+                    self._store_stopped(exc.error)
         finally:
             self.transport.close()
+        if self.store_error is not None:
+            self.report.errors.append(self._store_report(self.store_error))
         self.report.exit_code = worst(*self.codes)
 
     def _settle_held(self) -> None:
@@ -828,15 +864,62 @@ class _Run:
             self._stop(exc.message, ExitCode.TEMPORARY)
             self._leave_pending(group)
             return
+        except _StoreBroken as exc:
+            self._store_stopped(exc.error)
+            self._leave_pending(group)
+            return
         if not claimed.items:
             return  # another run claimed them first and sends them
         if group.abandoned:
             self._warn_sent_again(claimed)
-        self._deliver(claimed)
+        try:
+            self._deliver(claimed)
+        except _StoreBroken as exc:
+            self._store_stopped(exc.error)
+
+    def _store_stopped(self, error: VeloryError) -> None:
+        """The store cannot be written (a full disk, a file size limit): no later mail could
+        be claimed or recorded, so the run stops, and says at the end what it did."""
+        self.store_error = error
+        self.stopped = "the store cannot be written"
+        self.codes.append(error.exit_code)
+
+    def _store_report(self, error: VeloryError) -> str:
+        """What a run the store stopped did: never "nothing was changed" after a mail went
+        out. The mails sent and not recorded are named: the next run sends them again."""
+        reason = error.message.split("; nothing was changed")[0]
+        count = self.recorded_sent
+        text = (
+            f"{reason}; the run stopped: {count} {'notice' if count == 1 else 'notices'} "
+            "sent and recorded"
+        )
+        if self.unrecorded:
+            named = ", ".join(
+                f"{notice.serial} ({notice.kind.replace('_', ' ')} to {notice.recipient}, "
+                f"Message-ID {claimed.message_id})"
+                for claimed in self.unrecorded
+                for notice, _ in claimed.items
+            )
+            text += (
+                f"; sent but not recorded: {named}: the next run sends them again with the "
+                "same Message-ID"
+            )
+        return text + "; every other notice stays for the next run"
 
     def _claim(self, group: _Group) -> _Claimed:
         """Take the group's notices for this run, and give the mail its Message-ID once it is
         known which of them this run got."""
+        try:
+            return self._take(group)
+        except (TemporaryFailure, _StoreBroken):
+            raise
+        except Exception as exc:
+            broken = _store_write_error(exc, self.store)
+            if broken is None:
+                raise
+            raise _StoreBroken(broken) from None
+
+    def _take(self, group: _Group) -> _Claimed:
         message_id = ""
         with self.store.transaction():
             if group.abandoned:
@@ -947,6 +1030,23 @@ class _Run:
                 f"stayed busy and it could not be recorded; the next run sends it again with "
                 f"the same Message-ID {claimed.message_id}"
             ) from None
+        except Exception as exc:
+            broken = _store_write_error(exc, self.store)
+            if broken is None:
+                raise
+            if status == NoticeState.SENT:
+                self.unrecorded.append(claimed)
+                note = "accepted by the mail server but not recorded: the next run sends it again"
+                self.report.outcomes.extend(
+                    _outcome(notice, NoticeState.SENT, note) for notice, _ in claimed.items
+                )
+            else:
+                self.report.outcomes.extend(
+                    _outcome(notice, NoticeState.PENDING, error) for notice, _ in claimed.items
+                )
+            raise _StoreBroken(broken) from None
+        if status == NoticeState.SENT:
+            self.recorded_sent += len(claimed.items)
         self.report.outcomes.extend(_outcome(notice, status, error) for notice, _ in claimed.items)
 
 
