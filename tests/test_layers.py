@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("vocabulary", {"__init__", "__main__", "errors", "models", "dates", "folding", "migrations"}),
     ("settings", {"config"}),
     ("store", {"store", "outputs"}),
-    ("mail", {"mailer", "mails"}),
+    ("mail", {"mailer", "mails", "smtpclient"}),
     (
         "domain",
         {
