@@ -29,6 +29,7 @@ from velory_cli.mailer import (
     OutboxTransport,
     Outgoing,
     PermanentDelivery,
+    ServerRefusal,
     SmtpSettings,
     SmtpTransport,
     TemporaryDelivery,
@@ -583,3 +584,42 @@ def test_a_final_answer_trickled_after_the_message_leaves_it_to_the_next_run() -
         transport.close()
     assert time.monotonic() - started < 2.5
     assert "same Message-ID" in caught.value.message
+
+
+# ---- refusals that are the server's ----------------------------------------------------------
+
+
+def test_a_5xx_to_the_data_command_is_the_servers_refusal() -> None:
+    def script(conn: RawConnection, number: int) -> None:
+        conn.send(b"220 raw.example ESMTP\r\n")
+        while (line := conn.line()) is not None:
+            if line.upper().startswith(b"DATA"):
+                conn.send(b"554 5.7.1 Transaction failed: policy\r\n")
+            elif line.upper().startswith(b"QUIT"):
+                conn.send(b"221 bye\r\n")
+                return
+            else:
+                conn.send(b"250 OK\r\n")
+
+    with RawSmtpServer(script) as server:
+        transport = SmtpTransport(_bounded(server.port, timeout=5))
+        transport.open()
+        with pytest.raises(ServerRefusal) as caught:
+            transport.send(mail())
+        transport.close()
+    assert caught.value.exit_code == 78
+    assert "554 5.7.1 Transaction failed: policy" in caught.value.message
+
+
+def test_a_recipient_refusal_carries_the_answer_without_the_address(
+    smtp_factory: StartServer,
+) -> None:
+    server = smtp_factory(refuse={"gone@example.com"})
+    transport = SmtpTransport(plain(server))
+    transport.open()
+    with pytest.raises(PermanentDelivery) as caught:
+        transport.send(mail("gone@example.com"))
+    transport.close()
+    assert caught.value.refusal is not None
+    assert "gone@example.com" not in caught.value.refusal
+    assert caught.value.refusal.startswith("550 5.1.1")

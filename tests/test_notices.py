@@ -1118,3 +1118,70 @@ def test_a_mail_whose_notices_changed_since_it_was_tried_gets_a_message_id_of_it
     assert mail.message_id != first_id
     assert ledger(store)[("GA", "renewal")].message_id == mail.message_id
     assert ledger(store)[("GB", "renewal")].message_id == first_id  # what that mail was
+
+
+# ---- a refusal that is the server's ----------------------------------------------------------
+
+
+@dataclass
+class RefusingTransport(FakeTransport):
+    """Answers RCPT with ``answers[recipient]`` (a 5xx), accepts the others."""
+
+    answers: dict[str, str] = field(default_factory=dict)
+
+    def send(self, mail: Outgoing) -> None:
+        answer = self.answers.get(mail.recipient)
+        if answer is not None:
+            raise PermanentDelivery(
+                f"the mail server refused {mail.recipient}: {answer}", refusal=answer
+            )
+        super().send(mail)
+
+
+def test_the_same_refusal_to_every_recipient_keeps_every_notice_pending(store: Store) -> None:
+    for serial in ("A", "B", "C"):
+        add_device(store, serial, renewal_date="2026-11-20")
+    relaying = "550 5.7.1 Relaying denied"
+    transport = RefusingTransport(answers={f"{s}@example.com": relaying for s in "abc"})
+
+    report = send(store, transport)
+
+    assert report.exit_code == ExitCode.CONFIG
+    assert [(n.status, n.attempts) for n in list_notices(store)] == [("pending", 1)] * 3
+    assert len(report.errors) == 1 and relaying in report.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("answers", "accepted"),
+    [
+        ({"a@example.com": "550 5.7.1 Relaying denied"}, ["b@example.com"]),
+        ({"a@example.com": "550 5.7.1 Relaying denied", "b@example.com": "550 5.7.1 No"}, []),
+        (
+            {"a@example.com": "550 5.1.1 User unknown", "b@example.com": "550 5.1.1 User unknown"},
+            [],
+        ),
+    ],
+    ids=["others-accepted", "different-answers", "about-the-mailbox"],
+)
+def test_recipients_refused_for_themselves_fail_one_by_one(
+    store: Store, answers: dict[str, str], accepted: list[str]
+) -> None:
+    for serial in ("A", "B"):
+        add_device(store, serial, renewal_date="2026-11-20")
+    transport = RefusingTransport(answers=answers)
+
+    report = send(store, transport)
+
+    assert report.exit_code == ExitCode.REFUSED
+    assert transport.recipients() == accepted
+    refused = {
+        f"{n.serial.lower()}@example.com" for n in list_notices(store) if n.status == "failed"
+    }
+    assert refused == set(answers)
+
+
+def test_a_single_recipient_refused_fails(store: Store) -> None:
+    add_device(store, "A", renewal_date="2026-11-20")
+    report = send(store, RefusingTransport(answers={"a@example.com": "550 5.7.1 Relaying denied"}))
+    assert report.exit_code == ExitCode.REFUSED
+    assert [n.status for n in list_notices(store)] == ["failed"]
