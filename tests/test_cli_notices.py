@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import Invoke, json_out
 from tests.factory import add_device
-from tests.smtp_server import SmtpServer, free_port
+from tests.smtp_server import SmtpServer, free_port, make_test_certificate
 from velory_cli.store import Store
 
 StartServer = Callable[..., SmtpServer]
@@ -648,3 +649,18 @@ def test_retry_needs_serials_or_all(invoke: Invoke, home: Path, args: list[str])
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "--all" in result.stderr
+
+
+def test_an_untrusted_certificate_exits_78_and_keeps_the_notices(
+    invoke: Invoke, home: Path, tmp_path: Path, smtp_factory: StartServer
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    server = smtp_factory(tls_cert=make_test_certificate(tmp_path), implicit_tls=True)
+    seed(home, due("A"))
+    env = {**server.env, "VELORY_SMTP_TLS": "ssl"}
+    result = invoke(["notices", "send", *AS_OF, "--quiet"], extra_env=env)
+    assert result.exit_code == 78, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "cannot be trusted" in result.stderr
+    assert _ledger_states(invoke) == [("A", "pending", 0)]
