@@ -71,8 +71,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "notices": (
         "notices",
-        "Renewal notices and personal-data reminders: send the due ones (cron), list them, "
-        "retry failed ones.",
+        "Mail the due notices (cron), list them, retry failed ones.",
     ),
     "db": (
         "maintenance",

@@ -24,10 +24,7 @@ if TYPE_CHECKING:
 
 notices_app = typer.Typer(
     name="notices",
-    help=(
-        "Renewal notices and personal-data reminders: send the due ones (cron), list them, "
-        "retry failed ones."
-    ),
+    help="Mail the due notices (cron), list them, retry failed ones.",
     no_args_is_help=True,
 )
 
