@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "maintenance",
         "Look after the store: create an empty one (db init), back it up, check its health.",
     ),
+    "mdm": (
+        "mdm",
+        "Check the register against the MDM: import an export, list what disagrees.",
+    ),
 }
 
 # The commands that run where there is no store yet: the two that create one (an import that
