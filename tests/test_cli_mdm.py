@@ -253,7 +253,9 @@ def test_stats_and_todo_point_to_the_check_when_it_finds_something(
 
     path = graph_json(tmp_path / "g.json", [{"serial": "GONE1", "check_in": RECENT}])
     ok(invoke(["mdm", "import", str(path), "--source", "intune"]))
-    line = "MDM: 3 discrepancies (1 released but enrolled, 2 missing from MDM); see velory mdm check"
+    line = (
+        "MDM: 3 discrepancies (1 released but enrolled, 2 missing from MDM); see velory mdm check"
+    )
     for args in (["todo"], ["todo", "--json"], ["todo", "--csv"], ["stats"], ["stats", "--json"]):
         result = ok(invoke(args))
         assert result.stderr.strip().splitlines()[-1] == line, args

@@ -15,10 +15,12 @@ user, the last check-in and enrolment times (UTC, ISO 8601; a placeholder such a
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
 from velory_cli.errors import InvalidInput
@@ -112,6 +114,7 @@ _ZEROS = re.compile(r"0+")
 _HYPER_V = re.compile(r"\d{4}(?:-\d{4}){5}-\d{2}", re.ASCII)
 # Excel turned the serial into a number: the digits are lost.
 _SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d{1,3}", re.ASCII)
+_REDACTION_STARTS = frozenset("[*xXrR")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 # Why a serial is not used, as the import report counts them.
@@ -129,6 +132,14 @@ def unusable_serial(serial: str) -> str | None:
     text = serial.strip()
     if not text:
         return SKIP_EMPTY
+    if text.isascii() and text.isalnum():
+        # Most serials: letters and digits, which only a few placeholders are.
+        folded = text.lower()
+        if folded in _PLACEHOLDER_SERIALS or not folded.strip("0"):
+            return SKIP_PLACEHOLDER
+        if folded == "redacted" or (not folded.strip("x") and len(folded) >= 6):
+            return SKIP_REDACTED
+        return None
     if text.casefold() in _PLACEHOLDER_SERIALS or _ZEROS.fullmatch(text):
         return SKIP_PLACEHOLDER
     if _REDACTED.fullmatch(text):
@@ -144,12 +155,18 @@ def unusable_serial(serial: str) -> str | None:
 
 def clean(value: Any) -> str | None:
     """A value as a one-line text, or None for nothing, a redacted value or a JSON structure."""
-    if value is None or isinstance(value, (dict, list, bool)):
+    if type(value) is str:
+        text = value.strip()
+    elif value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = str(value).strip()
-    if not text or _REDACTED.fullmatch(text):
+    else:
+        text = str(value).strip()
+    if not text:
         return None
-    if _CONTROL.search(text):
+    # Only a value that starts as a redaction does can be one: most are never matched.
+    if text[0] in _REDACTION_STARTS and _REDACTED.fullmatch(text):
+        return None
+    if not text.isprintable():
         text = _CONTROL.sub(" ", text).strip()
     return text or None
 
@@ -184,6 +201,15 @@ def parse_time(value: Any) -> str | None:
     """A check-in or enrolment time as UTC ``YYYY-MM-DDTHH:MM:SSZ``; None for no date (empty,
     a placeholder year). A value that is no time at all raises ``_Unreadable``. A time without
     a zone is UTC, as the Intune and Jamf exports write theirs."""
+    if type(value) is str:
+        # The common forms (Intune's, Graph's, Kandji's, Google's) in UTC, without a parse.
+        fast = _FAST_UTC.fullmatch(value)
+        if fast is not None:
+            day, hours, minutes, seconds = fast.groups()
+            if hours < "24" and minutes < "60" and seconds < "60":
+                return f"{day}T{hours}:{minutes}:{seconds}Z" if _usable_day(day) else None
+        elif not value:
+            return None
     from datetime import UTC, datetime, timedelta
 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -229,6 +255,28 @@ def parse_time(value: Any) -> str | None:
         digits = zone[1:].replace(":", "")
         moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
     return _in_range(moment)
+
+
+_FAST_UTC = re.compile(
+    r"\s*(\d{4}-\d\d-\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,]\d+)?(?:Z|\+00:?00)?\s*", re.ASCII
+)
+
+
+@lru_cache(maxsize=4096)
+def _usable_day(day: str) -> bool:
+    """Whether YYYY-MM-DD is a real day in the years a check-in can have (raises
+    ``_Unreadable`` for an impossible one); the days of an export repeat, so each is
+    judged once."""
+    from datetime import date
+
+    year = int(day[:4])
+    if year < _FIRST_YEAR or year > _LAST_YEAR:
+        return False
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        raise _Unreadable(day) from None
+    return True
 
 
 def _in_range(moment: Any) -> str | None:
@@ -358,41 +406,53 @@ def _csv_records(
                 f"Computer Serial (found {_shortened(named)})"
             )
         export.kind = csv_kind(header)
-        getters = sorted(columns.items(), key=lambda item: item[1])
+        # Each field's column, in _FIELD_ORDER; a field the header lacks reads the "" that
+        # every row is given at its end.
+        positions = [columns.get(name, -1) for name in _FIELD_ORDER]
+        width_needed = max(positions) + 1
+        values_of = operator.itemgetter(*positions)
         serial_at = columns["serial"]
         unreadable = export.unreadable_dates
         for cells in cells_iter:
             number += 1
             width = len(cells)
-            if serial_at >= width:
-                if not "".join(cells).strip():
+            if width < width_needed:
+                if serial_at >= width and not "".join(cells).strip():
                     continue  # a blank line
-                yield Record(row=number, serial="")
-                continue
-            values = {name: cells[at] if at < width else "" for name, at in getters}
-            yield _record(number, values, unreadable)
+                cells = cells + [""] * (width_needed - width)
+            cells.append("")
+            yield _record(number, values_of(cells), unreadable)
     except csv.Error as exc:
         raise InvalidInput(f"row {number + 1}: this is not a CSV table: {exc}") from None
 
 
-def _record(number: int, values: Mapping[str, Any], unreadable: list[int]) -> Record:
+_FIELD_ORDER = tuple(CSV_FIELDS)
+
+
+def _record(number: int, values: Sequence[Any], unreadable: list[int]) -> Record:
+    """A record from the values of _FIELD_ORDER."""
+    serial, user, alias, check_in, enrolled, state, name, model = values
+    user = clean_user(user)
+    alias = clean_user(alias)
+    if user is None:
+        user, alias = alias, None
     record = Record(
-        row=number,
-        serial=str(values.get("serial") or ""),
-        user=clean_user(values.get("user")),
-        user_alias=clean_user(values.get("user_alias")),
-        state=clean(values.get("state")),
-        name=clean(values.get("name")),
-        model=clean(values.get("model")),
+        number,
+        "" if serial is None else str(serial),
+        user,
+        alias,
+        None,
+        None,
+        clean(state),
+        clean(name),
+        clean(model),
     )
     try:
-        record.last_check_in = parse_time(values.get("last_check_in"))
+        record.last_check_in = parse_time(check_in)
     except _Unreadable:
         unreadable[0] += 1
     with suppress(_Unreadable):
-        record.enrolled_at = parse_time(values.get("enrolled_at"))
-    if record.user is None and record.user_alias is not None:
-        record.user, record.user_alias = record.user_alias, None
+        record.enrolled_at = parse_time(enrolled)
     return record
 
 
@@ -653,10 +713,10 @@ def _json_record(kind: str, number: int, obj: Any, unreadable: list[int]) -> Rec
         return Record(row=number, serial="")
     if kind == GENERIC_JSON:
         flat = {header_key(str(key)): value for key, value in obj.items()}
-        values = {
-            name: next((flat[alias] for alias in aliases if alias in flat), None)
-            for name, aliases in _CSV_ALIASES.items()
-        }
+        values = [
+            next((flat[alias] for alias in _CSV_ALIASES[name] if alias in flat), None)
+            for name in _FIELD_ORDER
+        ]
         return _record(number, values, unreadable)
     paths = _JSON_PATHS[kind]
     serial = _first(obj, paths["serial"], _serial_of)
