@@ -145,6 +145,20 @@ def test_check_when_all_agree_exits_0(invoke: Invoke, db: Path, tmp_path: Path) 
     assert "Intune: 2 devices as of 2026-11-30" in table.stderr
 
 
+def test_quiet_runs_print_nothing_when_all_is_well(
+    invoke: Invoke, db: Path, tmp_path: Path
+) -> None:
+    path = agreeing_intune(tmp_path)
+    imported = ok(invoke(["mdm", "import", str(path), "--quiet"]))
+    assert (imported.stdout, imported.stderr) == ("", "")
+    checked = ok(invoke(["mdm", "check", "--quiet", *AS_OF]))
+    assert (checked.stdout, checked.stderr) == ("", "")
+    with Store.open(db) as store:
+        add_device(store, "NEW1")
+    found = ok(invoke(["mdm", "check", "--quiet", *AS_OF]), 1)
+    assert "missing_from_mdm" in found.stdout and "NEW1" in found.stdout
+
+
 def test_check_lists_what_disagrees_and_exits_1(invoke: Invoke, db: Path, tmp_path: Path) -> None:
     path = intune_csv(
         tmp_path / "i.csv",

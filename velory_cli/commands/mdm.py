@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from velory_cli.mdm.check import CheckReport
     from velory_cli.mdm.snapshot import SnapshotReport
 
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
+]
+
 mdm_app = typer.Typer(
     name="mdm",
     help="Check the register against the MDM: import an export, list what disagrees.",
@@ -58,6 +63,7 @@ def import_export(
             show_default=False,
         ),
     ] = None,
+    quiet: QuietOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Keep an MDM export as its source's latest snapshot, replacing the previous one.
@@ -84,7 +90,7 @@ def import_export(
             now=now_utc(),
             actor=st.settings.actor,
         )
-    _show_import(report, mode)
+    _show_import(report, "quiet" if quiet and mode == "table" else mode)
 
 
 def _stdin() -> BinaryIO:
@@ -102,6 +108,8 @@ def _show_import(report: SnapshotReport, mode: str) -> None:
         render.warn(warning)
     if mode == "json":
         render.emit_json(report.to_dict())
+        return
+    if mode == "quiet":
         return
     skipped = ", ".join(
         f"{count} {reason.replace('_', ' ')}" for reason, count in report.skipped.items()
@@ -143,6 +151,7 @@ def check(
         str | None,
         typer.Option("--as-of", metavar="DATE", help="The day to count from (default today)."),
     ] = None,
+    quiet: QuietOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -156,6 +165,8 @@ def check(
       velory mdm check
 
       velory mdm check --stale-days 60 --csv > mdm-check.csv
+
+      velory mdm check --quiet   # cron: output (and a mail) only when something disagrees
     """
     from velory_cli import render
     from velory_cli.mdm.check import DISCREPANCY_KEYS, check_snapshots
@@ -168,7 +179,7 @@ def check(
         render.emit_json(report.to_dict())
     elif mode == "csv":
         render.emit_csv(report.discrepancies, DISCREPANCY_KEYS)
-    else:
+    elif not (quiet and not report.discrepancies):
         _check_table(report)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
