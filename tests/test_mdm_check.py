@@ -330,3 +330,23 @@ def test_show_gives_the_state_in_each_source(store: Store, tmp_path: Path) -> No
     assert (google["name"], google["enrolled"]) == ("Google", False)
     assert (intune["name"], intune["enrolled"], intune["state"]) == ("Intune", True, "Managed")
     assert intune["last_check_in"] == RECENT
+
+
+# ---- upgrade ---------------------------------------------------------------------------------
+
+
+def test_a_store_from_before_the_mdm_step_upgrades_and_keeps_its_devices(tmp_path: Path) -> None:
+    from tests.fixtures.make_stores import write_store
+
+    path = tmp_path / "before-mdm.db"
+    write_store(path, 2)  # devices, history, notes and notices: the steps before MDM snapshots
+    with Store.open(path) as old:
+        devices = list(old.iter_all_devices())
+        assert devices
+        first = devices[0]
+        report = load(old, intune_csv(tmp_path / "i.csv", [{"serial": first.serial}]))
+        assert report.devices == 1
+        assert [e.serial for e in MdmStore(old).enrolments(first.serial)] == [first.serial]
+        assert list(old.iter_all_devices()) == devices
+        applied = {row[0] for row in old.conn.execute("SELECT name FROM _sqlite_migrations")}
+        assert "0005_mdm_snapshots" in applied

@@ -200,7 +200,6 @@ def _check_table(report: CheckReport) -> None:
             Column("Kind", "kind", style=_kind_style, no_wrap=True),
             Column("Serial", "serial", no_wrap=True),
             Column("MDM", "source_label"),
-            Column("Velory", "velory_status"),
             Column("Velory user", "velory_user"),
             Column("MDM user", "mdm_user"),
             Column("MDM state", "mdm_state"),
