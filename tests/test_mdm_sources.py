@@ -269,3 +269,20 @@ def test_a_time_that_is_none_is_unreadable(text: str) -> None:
 )
 def test_unusable_serials(serial: str, reason: str | None) -> None:
     assert sources.unusable_serial(serial) == reason
+
+
+def test_a_wrapped_answer_is_read_element_by_element_too() -> None:
+    # The array inside Graph's answer is never decoded whole: a broken element far into it
+    # shows as that element's problem, after the ones before it were read.
+    good = ",".join(
+        f'{{"serialNumber": "G{n:06d}", "managementAgent": "mdm", "emailAddress": ""}}'
+        for n in range(5000)
+    )
+    data = f'{{"@odata.context": "x", "value": [{good}, {{"serialNumber": }}]}}'.encode()
+    source = Source(name="g.json", stream=io.BytesIO(data), size=len(data), suffix=".json")
+    export = sources.open_export(source)
+    read: list[str] = []
+    with pytest.raises(InvalidInput, match="not a JSON export"):
+        for record in export.records:
+            read.append(record.serial)
+    assert len(read) == 5000 and export.kind == sources.GRAPH

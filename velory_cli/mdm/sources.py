@@ -509,17 +509,14 @@ class _JsonText:
             try:
                 value, end = self.decoder.raw_decode(self.buffer, self.at)
             except json.JSONDecodeError as exc:
-                if exc.pos < len(self.buffer) - 1 or len(self.buffer) - self.at > MAX_VALUE_CHARS:
-                    if not self._fill() or len(self.buffer) - self.at > MAX_VALUE_CHARS:
-                        raise InvalidInput(
-                            f"this is not a JSON export: {exc.msg} at character "
-                            f"{self.consumed + exc.pos + 1}"
-                        ) from None
-                    continue
-                if not self._fill():
-                    raise InvalidInput(
-                        "this is not a JSON export: the file ends too soon"
-                    ) from None
+                # The value goes on in the next chunk, or it is broken: read on (as far as one
+                # value may be long) before saying which.
+                ended = exc.pos >= len(self.buffer) - 1
+                problem = f"{exc.msg} at character {self.consumed + exc.pos + 1}"
+                if len(self.buffer) - self.at > MAX_VALUE_CHARS or not self._fill():
+                    if ended:
+                        problem = "the file ends too soon"
+                    raise InvalidInput(f"this is not a JSON export: {problem}") from None
                 continue
             # A number at the very end of the buffer may go on in the next chunk.
             if end == len(self.buffer) and self._fill():
@@ -559,18 +556,26 @@ _WRAPPERS: dict[str, str | None] = {
 def _json_devices(stream: _JsonText) -> tuple[str | None, Iterator[Any]]:
     """The device objects of a JSON export and the kind its wrapper tells, if it does: a bare
     array (Kandji), an answer object holding the array (Graph's ``value``, Google's
-    ``chromeosdevices``, Jamf's ``results``), or JSON Lines."""
+    ``chromeosdevices``, Jamf's ``results``), or JSON Lines. The array is read element by
+    element wherever it is; the answer's other keys are read whole (they are small)."""
     first = stream.peek()
     if first == "[":
         return None, stream.elements()
     if first != "{":
         raise InvalidInput("this is not a JSON export: it holds no list of devices")
-    document = stream.value()
-    if not isinstance(document, dict):
-        raise InvalidInput("this is not a JSON export: it holds no list of devices")
-    for key, kind in _WRAPPERS.items():
-        if isinstance(document.get(key), list):
-            return kind, iter(document[key])
+    stream.expect("{")
+    document: dict[str, Any] = {}
+    while stream.peek() != "}":
+        if document:
+            stream.expect(",")
+        key = stream.value()
+        if not isinstance(key, str):
+            raise InvalidInput("this is not a JSON export: an object's key is not a name")
+        stream.expect(":")
+        if key in _WRAPPERS and stream.peek() == "[":
+            return _WRAPPERS[key], stream.elements()
+        document[key] = stream.value()
+    stream.expect("}")
     if stream.peek() == "{" or _looks_like_device(document):
         return None, _lines(document, stream)  # JSON Lines: one device a line
     keys = ", ".join(list(document)[:20]) or "no keys"
