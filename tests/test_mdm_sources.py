@@ -286,3 +286,13 @@ def test_a_wrapped_answer_is_read_element_by_element_too() -> None:
         for record in export.records:
             read.append(record.serial)
     assert len(read) == 5000 and export.kind == sources.GRAPH
+
+
+def test_a_chromebook_without_an_annotated_user_has_its_recent_user() -> None:
+    data = (
+        b'{"chromeosdevices": [{"kind": "admin#directory#chromeosdevice", "serialNumber": "CB9",'
+        b' "status": "ACTIVE", "recentUsers": [{"type": "USER_TYPE_MANAGED",'
+        b' "email": "bo@example.com"}]}]}'
+    )
+    _, records = read_bytes(data, ".json")
+    assert records[0].user == "bo@example.com"

@@ -592,11 +592,22 @@ def _looks_like_device(document: Mapping[str, Any]) -> bool:
     return any(key in document for key in ("serialNumber", "serial_number", "serial"))
 
 
+@lru_cache(maxsize=256)
+def _parts(dotted: str) -> tuple[str | int, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in dotted.split("."))
+
+
 def _path(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(obj, dict):
+    """The value at ``a.b.0.c`` (a number indexes a list), or None."""
+    if "." not in dotted:
+        return obj.get(dotted) if type(obj) is dict else None
+    for part in _parts(dotted):
+        if type(obj) is dict and type(part) is str:
+            obj = obj.get(part)
+        elif type(obj) is list and type(part) is int:
+            obj = obj[part] if part < len(obj) else None
+        else:
             return None
-        obj = obj.get(part)
     return obj
 
 
@@ -610,8 +621,15 @@ def _first(obj: Mapping[str, Any], paths: Sequence[str], check: Callable[[Any], 
 
 
 def _serial_of(value: Any) -> str | None:
-    text = "" if value is None or isinstance(value, (dict, list, bool)) else str(value)
-    return text if unusable_serial(text) in (None, SKIP_VIRTUAL, SKIP_LOST, SKIP_CONTROL) else None
+    """A serial worth taking over the next path's: any but nothing, a placeholder or a
+    redaction (a VM's or a lost one is still the device's own, and is counted as such)."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = str(value)
+    return text if unusable_serial(text) not in _NO_SERIAL else None
+
+
+_NO_SERIAL = frozenset({SKIP_EMPTY, SKIP_PLACEHOLDER, SKIP_REDACTED})
 
 
 # Per kind: the paths of each field, best first.
