@@ -28,7 +28,7 @@ QuietOption = Annotated[
 
 mdm_app = typer.Typer(
     name="mdm",
-    help="Check the register against the MDM: import an export, list what disagrees.",
+    help="Compare the register with MDM exports: import, check.",
     no_args_is_help=True,
 )
 
@@ -66,7 +66,7 @@ def import_export(
     quiet: QuietOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Keep an MDM export as its source's latest snapshot, replacing the previous one.
+    """Keep an MDM export as its source's snapshot, replacing the previous one.
 
     Examples:
 
@@ -155,7 +155,7 @@ def check(
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
-    """List what the register and the MDM snapshots disagree about (exit 1 when anything does).
+    """List what the register and the MDM snapshots disagree about.
 
     Kinds: released_but_enrolled, missing_from_mdm, unknown_to_velory, user_mismatch, stale.
     Exit 0 when they agree, 1 when something disagrees, 78 with no snapshot imported.
@@ -166,7 +166,7 @@ def check(
 
       velory mdm check --stale-days 60 --csv > mdm-check.csv
 
-      velory mdm check --quiet   # cron: output (and a mail) only when something disagrees
+      velory mdm check --quiet   # cron: output only when something disagrees
     """
     from velory_cli import render
     from velory_cli.mdm.check import DISCREPANCY_KEYS, check_snapshots
