@@ -78,6 +78,12 @@ def test_import_as_a_table_says_what_it_kept(invoke: Invoke, db: Path, tmp_path:
     result = ok(invoke(["mdm", "import", str(agreeing_intune(tmp_path))]))
     assert "MDM snapshot of Intune as of 2026-11-30" in result.stdout
     assert "Kept 2 devices as Intune's snapshot." in result.stderr
+    one = intune_csv(tmp_path / "one.csv", [{"serial": "PF1", "check_in": RECENT}])
+    again = ok(invoke(["mdm", "import", str(one)]))
+    assert (
+        "Kept 1 device as Intune's snapshot; it replaces the snapshot as of 2026-11-30 "
+        "(2 devices)." in again.stderr
+    )
 
 
 def test_import_from_stdin(invoke: Invoke, db: Path, tmp_path: Path) -> None:

@@ -93,6 +93,10 @@ def import_export(
     _show_import(report, "quiet" if quiet and mode == "table" else mode)
 
 
+def _devices(count: int) -> str:
+    return f"{count} device" if count == 1 else f"{count} devices"
+
+
 def _stdin() -> BinaryIO:
     from velory_cli.errors import InputUnreadable
 
@@ -127,11 +131,11 @@ def _show_import(report: SnapshotReport, mode: str) -> None:
     )
     previous = report.previous
     replaced = (
-        f"; it replaces the snapshot as of {previous.as_of} ({previous.devices} devices)"
+        f"; it replaces the snapshot as of {previous.as_of} ({_devices(previous.devices)})"
         if previous
         else ""
     )
-    render.info(f"Kept {report.devices} devices as {report.name}'s snapshot{replaced}.")
+    render.info(f"Kept {_devices(report.devices)} as {report.name}'s snapshot{replaced}.")
 
 
 @mdm_app.command("check")
@@ -191,7 +195,7 @@ def _check_table(report: CheckReport) -> None:
 
     for snapshot in report.snapshots:
         render.info(
-            f"{snapshot.name}: {snapshot.devices} devices as of {snapshot.as_of} "
+            f"{snapshot.name}: {_devices(snapshot.devices)} as of {snapshot.as_of} "
             f"(imported {snapshot.imported_at[:10]})"
         )
     total = len(report.discrepancies)
