@@ -74,6 +74,22 @@ def test_a_snapshot_keeps_each_device_and_when_it_was_taken(store: Store, tmp_pa
     assert (snapshot.imported_at, snapshot.taken_at, snapshot.devices) == (NOW, RECENT, 2)
 
 
+def test_a_check_in_from_the_future_does_not_date_the_snapshot(
+    store: Store, tmp_path: Path
+) -> None:
+    report = load(
+        store,
+        intune_csv(
+            tmp_path / "clock.csv",
+            [
+                {"serial": "PF1", "check_in": RECENT},
+                {"serial": "PF2", "check_in": "2031-01-01T00:00:00Z"},  # a clock far ahead
+            ],
+        ),
+    )
+    assert report.taken_at == RECENT
+
+
 def test_a_new_export_replaces_its_sources_snapshot_and_no_other(
     store: Store, tmp_path: Path
 ) -> None:

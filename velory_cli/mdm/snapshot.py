@@ -141,7 +141,7 @@ def import_snapshot(
             mdm.add_devices(snapshot_id, rows)
         report.skipped = {reason: count for reason, count in skipped.items() if count}
         report.devices, report.taken_at = mdm.finish_snapshot(
-            snapshot_id, skipped=report.skipped_total
+            snapshot_id, skipped=report.skipped_total, latest=_a_day_after(now)
         )
     if export.unreadable_dates[0]:
         count = export.unreadable_dates[0]
@@ -152,6 +152,15 @@ def import_snapshot(
     if report.rows == 0:
         report.warnings.append(f"{source.name} lists no devices")
     return report
+
+
+def _a_day_after(moment: str) -> str:
+    """A day after ``moment`` (UTC, ISO): the latest check-in an export made now can hold,
+    whatever time zone its machine's clock was set to."""
+    from datetime import datetime, timedelta
+
+    later = datetime.fromisoformat(moment.replace("Z", "+00:00")) + timedelta(days=1)
+    return later.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _values(record: sources.Record) -> tuple[Any, ...]:

@@ -155,12 +155,16 @@ class MdmStore:
             rows,
         )
 
-    def finish_snapshot(self, snapshot_id: int, *, skipped: int) -> tuple[int, str | None]:
-        """Record the snapshot's counts and when it was taken (its latest check-in); returns
+    def finish_snapshot(
+        self, snapshot_id: int, *, skipped: int, latest: str
+    ) -> tuple[int, str | None]:
+        """Record the snapshot's counts and when it was taken: its latest check-in up to
+        ``latest`` (a device whose clock runs ahead cannot date the whole export); returns
         (devices, taken_at)."""
         devices, taken_at = self.conn.execute(
-            "SELECT count(*), max(last_check_in) FROM mdm_devices WHERE snapshot_id = ?",
-            (snapshot_id,),
+            "SELECT count(*), max(CASE WHEN last_check_in <= ?2 THEN last_check_in END)"
+            " FROM mdm_devices WHERE snapshot_id = ?1",
+            (snapshot_id, latest),
         ).fetchone()
         self.conn.execute(
             "UPDATE mdm_snapshots SET devices = ?, skipped = ?, taken_at = ? WHERE id = ?",
