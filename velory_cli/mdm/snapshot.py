@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from velory_cli.errors import UsageError
+from velory_cli.errors import InvalidInput, UsageError
 from velory_cli.folding import fold
 from velory_cli.mdm import sources
 from velory_cli.mdm.store import MdmStore, Snapshot
@@ -104,7 +104,27 @@ def import_snapshot(
     now: str,
     actor: str,
 ) -> SnapshotReport:
-    """Read ``source`` and make it its MDM source's latest snapshot, in one transaction."""
+    """Read ``source`` and make it its MDM source's latest snapshot, in one transaction. A
+    file that is no export is InvalidInput, naming the file; the previous snapshot stands."""
+    try:
+        return _import(
+            store, source, source_given=source_given, encoding=encoding, now=now, actor=actor
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"{source.name}: {exc.message}; nothing was written, the previous snapshot stands"
+        ) from None
+
+
+def _import(
+    store: Store,
+    source: Source,
+    *,
+    source_given: str | None,
+    encoding: str | None,
+    now: str,
+    actor: str,
+) -> SnapshotReport:
     if source_given is not None:
         source_name(source_given, sources.GENERIC_CSV)  # a bad --source fails before reading
     export = sources.open_export(source, encoding)
