@@ -287,3 +287,26 @@ def test_stats_and_todo_point_to_the_check_when_it_finds_something(
         "user_mismatch": 0,
         "stale": 0,
     }
+
+
+def test_hostile_values_in_an_export_stay_data(invoke: Invoke, db: Path, tmp_path: Path) -> None:
+    path = intune_csv(
+        tmp_path / "hostile.csv",
+        [
+            {"serial": "[bold]X1", "user": "[red]x@example.com", "state": '=HYPERLINK("a")'},
+            {"serial": "ESC\x1b[2J", "check_in": RECENT},
+            {"serial": "'; DROP TABLE devices; --", "check_in": RECENT},
+        ],
+    )
+    summary = json_out(ok(invoke(["mdm", "import", str(path), "--json"])))
+    assert summary["skipped_by_reason"] == {"control_characters": 1}
+    table = ok(invoke(["mdm", "check", *AS_OF]), 1)
+    assert "[bold]X1" in table.stdout and "[red]x@example.com" in table.stdout
+    assert "\x1b" not in table.stdout
+    rows = list(
+        csv.DictReader(io.StringIO(ok(invoke(["mdm", "check", "--csv", *AS_OF]), 1).stdout))
+    )
+    hostile = next(row for row in rows if row["serial"] == "[bold]X1")
+    assert hostile["mdm_state"] == '\'=HYPERLINK("a")'
+    with Store.open(db) as store:
+        assert store.device("PF1") is not None  # the devices table is there
