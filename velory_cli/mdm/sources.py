@@ -806,11 +806,11 @@ def _json_records(stream: _JsonText, export: Export) -> Iterator[Record]:
 def open_export(source: Source, encoding: str | None = None) -> Export:
     """The export in ``source``: its kind (told from the first header or device, so known only
     once the first record has been read: iterate ``records`` first) and its records."""
-    from velory_cli import importer
+    from velory_cli.importer import sources as opening
 
-    found = importer.detect_encoding(source.stream, source.name, encoding)
-    text = importer._text_stream(source, found)
-    lines, first_char = importer._first_lines(text)
+    found = opening.detect_encoding(source.stream, source.name, encoding)
+    text = opening.text_stream(source, found)
+    lines, first_char = opening.first_lines(text)
     export = Export(kind=GENERIC_CSV, format="csv", encoding=found.label, records=iter(()))
     if found.warning:
         export.warnings.append(found.warning)
@@ -829,19 +829,16 @@ def _csv_rows(text: IO[str], lines: list[str], suffix: str, export: Export) -> I
     import csv
     import itertools
 
-    from velory_cli import importer
+    from velory_cli.importer.sources import sniff_delimiter
 
     header_line = lines[-1]
     if "\x00" in header_line:
         raise InvalidInput("this is not a table: the file holds binary data")
     first_row = 1
-    hint = importer._SEP_HINT.fullmatch(header_line.strip())
-    if hint:
+    delimiter, only_names_it = sniff_delimiter(header_line, suffix)
+    if only_names_it:
         # Excel's "sep=;" line is no row, but it is a line: the header comes after it.
-        delimiter = hint[1]
         del lines[-1]
         first_row = 2
-    else:
-        delimiter = importer._delimiter(header_line, suffix)
     reader = csv.reader(itertools.chain(lines, text), delimiter=delimiter, strict=True)
     return _csv_records(reader, export, first_row)
