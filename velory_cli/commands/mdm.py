@@ -81,7 +81,7 @@ def import_export(
     forced = importer.check_encoding(encoding)
     stdin = _stdin() if file == "-" else None
     st = state(ctx)
-    with importer.open_source(file, stdin) as opened, st.store(create=False) as store:
+    with importer.open_source(file, stdin) as opened, st.store() as store:
         report = import_snapshot(
             store,
             opened,
@@ -177,7 +177,7 @@ def check(
 
     mode = output_mode(json_out, csv_out)
     day = parse_as_of(as_of)
-    with state(ctx).store(create=False) as store:
+    with state(ctx).store() as store:
         report = check_snapshots(store, today=day, stale_days=stale_days)
     if mode == "json":
         render.emit_json(report.to_dict())
