@@ -296,3 +296,8 @@ def test_a_chromebook_without_an_annotated_user_has_its_recent_user() -> None:
     )
     _, records = read_bytes(data, ".json")
     assert records[0].user == "bo@example.com"
+
+
+def test_blank_lines_above_the_header_count_as_rows() -> None:
+    _, records = read_bytes(b"\n;;\nSerial,Email\nA1,a@example.com\n", ".csv")
+    assert [(r.row, r.serial) for r in records] == [(4, "A1")]

@@ -810,7 +810,7 @@ def open_export(source: Source, encoding: str | None = None) -> Export:
 
     found = opening.detect_encoding(source.stream, source.name, encoding)
     text = opening.text_stream(source, found)
-    lines, first_char = opening.first_lines(text)
+    lines, first_char, blank_lines = opening.first_lines(text)
     export = Export(kind=GENERIC_CSV, format="csv", encoding=found.label, records=iter(()))
     if found.warning:
         export.warnings.append(found.warning)
@@ -821,11 +821,15 @@ def open_export(source: Source, encoding: str | None = None) -> Export:
         export.kind = GENERIC_JSON
         export.records = _json_records(_JsonText(text, "".join(lines)), export)
         return export
-    export.records = _csv_rows(text, lines, source.suffix, export)
+    export.records = _csv_rows(text, lines, source.suffix, export, blank_lines)
     return export
 
 
-def _csv_rows(text: IO[str], lines: list[str], suffix: str, export: Export) -> Iterator[Record]:
+def _csv_rows(
+    text: IO[str], lines: list[str], suffix: str, export: Export, blank_lines: int
+) -> Iterator[Record]:
+    """The records of a CSV export whose first line that is not blank is ``lines[-1]``, after
+    ``blank_lines`` blank ones (rows as a spreadsheet numbers them count those too)."""
     import csv
     import itertools
 
@@ -834,11 +838,11 @@ def _csv_rows(text: IO[str], lines: list[str], suffix: str, export: Export) -> I
     header_line = lines[-1]
     if "\x00" in header_line:
         raise InvalidInput("this is not a table: the file holds binary data")
-    first_row = 1
+    first_row = blank_lines + 1
     delimiter, only_names_it = sniff_delimiter(header_line, suffix)
     if only_names_it:
         # Excel's "sep=;" line is no row, but it is a line: the header comes after it.
         del lines[-1]
-        first_row = 2
+        first_row += 1
     reader = csv.reader(itertools.chain(lines, text), delimiter=delimiter, strict=True)
     return _csv_records(reader, export, first_row)
