@@ -225,6 +225,31 @@ BARE_RELEASE = textwrap.dedent(
     """
 )
 
+# A snapshot as bare Python keeps it: the serial, user and check-in columns of the export in a
+# table keyed by serial, one transaction.
+FLOOR_MDM = textwrap.dedent(
+    """
+    import csv, sqlite3, sys
+    conn = sqlite3.connect(sys.argv[2], isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS snapshot (serial TEXT PRIMARY KEY, user TEXT,"
+        " last_check_in TEXT) WITHOUT ROWID"
+    )
+    conn.execute("DELETE FROM snapshot")
+    with open(sys.argv[1], encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        at = [header.index(name) for name in
+              ("Serial number", "Primary user email address", "Last check-in")]
+        conn.executemany(
+            "INSERT OR REPLACE INTO snapshot VALUES (?, ?, ?)",
+            ((row[at[0]].lower(), row[at[1]], row[at[2]]) for row in reader),
+        )
+    conn.execute("COMMIT")
+    """
+)
+
 BARE_SMTP = textwrap.dedent(
     """
     import smtplib, sys
@@ -570,6 +595,129 @@ def release_case(count: int, repeat: int, work: Path) -> Outcome:
     return outcome("release --file", count, mine, base, "s", 3.0)
 
 
+# The header line of a real Intune admin centre export (Devices -> Export, with inventory).
+INTUNE_HEADER = [
+    "Device ID",
+    "Device name",
+    "Enrollment date",
+    "Last check-in",
+    "Azure AD Device ID",
+    "OS version",
+    "Azure AD registered",
+    "EAS activation ID",
+    "Serial number",
+    "Manufacturer",
+    "Model",
+    "EAS activated",
+    "IMEI",
+    "Last EAS sync time",
+    "EAS reason",
+    "EAS status",
+    "Compliance grace period expiration",
+    "Security patch level",
+    "Wi-Fi MAC",
+    "MEID",
+    "Subscriber carrier",
+    "Total storage",
+    "Free storage",
+    "Management name",
+    "Category",
+    "UserId",
+    "Primary user UPN",
+    "Primary user email address",
+    "Primary user display name",
+    "WiFiIPv4Address",
+    "WiFiSubnetID",
+    "Compliance",
+    "Managed by",
+    "Ownership",
+    "Device state",
+    "Intune registered",
+    "Supervised",
+    "Encrypted",
+    "OS",
+    "SkuFamily",
+    "JoinType",
+    "Phone number",
+    "Jailbroken",
+    "ICCID",
+    "EthernetMAC",
+    "CellularTechnology",
+    "ProcessorArchitecture",
+    "EID",
+    "SystemManagementBIOSVersion",
+    "TPMManufacturerId",
+    "TPMManufacturerVersion",
+]
+
+
+def make_intune_export(rows: int) -> Path:
+    """An Intune export of ``rows`` devices as the admin centre writes it: BOM, every field
+    quoted, seven fraction digits, 0001-01-01 for no date; the fleet's serials."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"intune-{rows}.csv"
+    if path.exists():
+        return path
+    rng = random.Random(rows)
+    never = "0001-01-01 00:00:00.0000000"
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        handle.write(",".join(f'"{name}"' for name in INTUNE_HEADER) + "\n")
+        for number in range(rows):
+            values = dict.fromkeys(INTUNE_HEADER, "")
+            check_in = AS_OF - timedelta(days=rng.randint(0, 60))
+            values.update(
+                {
+                    "Device ID": f"00000000-0000-0000-0000-{number:012d}",
+                    "Device name": f"PC-{number:06d}",
+                    "Enrollment date": "2024-01-10 09:00:00.8074356",
+                    "Last check-in": f"{check_in.isoformat()} 08:59:04.8074356",
+                    "Serial number": f"SN{number:09d}",
+                    "Primary user UPN": f"user{number % 250_000}@example.com",
+                    "Primary user email address": f"user{number % 250_000}@example.com",
+                    "Managed by": "Intune",
+                    "Ownership": "Corporate",
+                    "Device state": "Managed",
+                    "Model": rng.choice(MODELS),
+                    "Last EAS sync time": never,
+                    "Compliance grace period expiration": "9999-12-31 23:59:59.9999999",
+                }
+            )
+            handle.write(",".join(f'"{values[name]}"' for name in INTUNE_HEADER) + "\n")
+    return path
+
+
+def mdm_import_case(count: int, repeat: int, work: Path) -> Outcome:
+    """velory mdm import of an Intune export over the previous snapshot, in a store with the
+    fleet, against the floor of keeping three of its columns in a table."""
+    export = make_intune_export(count)
+    template = work / f"mdm-template-{count}.db"
+    if not template.exists():
+        run_measured(
+            [*VELORY, "import", str(make_fleet(count)), "--json"], env=velory_env(template)
+        )
+        run_measured([*VELORY, "mdm", "import", str(export), "--json"], env=velory_env(template))
+    counter = iter(range(10_000))
+
+    def velory() -> float:
+        db = work / f"mdm-{next(counter)}.db"
+        shutil.copy(template, db)
+        elapsed, _ = run_measured(
+            [*VELORY, "mdm", "import", str(export), "--json"], env=velory_env(db)
+        )
+        db.unlink()
+        return elapsed
+
+    def floor() -> float:
+        db = work / f"floor-mdm-{next(counter)}.db"
+        shutil.copy(template, db)
+        elapsed, _ = run_measured([PYTHON, "-c", FLOOR_MDM, str(export), str(db)])
+        db.unlink()
+        return elapsed
+
+    mine, base = interleave(repeat, velory, floor)
+    return outcome("mdm import (Intune CSV)", count, mine, base, "s", None)
+
+
 def memory_cases(sizes: list[int], work: Path) -> list[Outcome]:
     results = []
     for rows in sizes:
@@ -656,6 +804,7 @@ def main() -> None:
         "notices": lambda w: [notices_case(200 if args.quick else 2_000, args.repeat, w)],
         "release": lambda w: [release_case(1_000 if args.quick else 10_000, args.repeat, w)],
         "memory": lambda w: memory_cases(sorted({mid, big}), w),
+        "mdm": lambda w: [mdm_import_case(mid, args.repeat, w)],
     }
     chosen = args.only or list(cases)
     compile_velory()

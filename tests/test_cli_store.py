@@ -50,6 +50,7 @@ ARGUMENTS: dict[str, list[str]] = {
     "reinstate": ["A1", "--reason", "mistake"],
     "db backup": ["backup.db"],
     "export": ["--output", "export.csv"],
+    "mdm import": ["export.csv"],
 }
 
 NEEDS_A_STORE = [path for path in command_paths() if path not in CREATE_STORE]

@@ -77,6 +77,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "maintenance",
         "Look after the store: create an empty one (db init), back it up, check its health.",
     ),
+    "mdm": ("mdm", "Compare the register with MDM exports: import, check."),
 }
 
 # The commands that run where there is no store yet: the two that create one (an import that

@@ -38,6 +38,8 @@ class DeviceDetail:
     notes: list[Note]
     history: list[HistoryEntry]
     notices: list[dict[str, Any]]
+    # The device in the latest snapshot of each MDM source; None with no snapshot imported.
+    mdm: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,10 +47,13 @@ class DeviceDetail:
             "notes": [note.to_dict() for note in self.notes],
             "history": [entry.to_dict() for entry in self.history],
             "notices": self.notices,
+            "mdm": self.mdm,
         }
 
 
 def device_detail(store: Store, serial: str) -> DeviceDetail:
+    from velory_cli.mdm.check import device_mdm_state
+
     device = find_device(store, serial)
     notes = store.notes(device.id)
     if device.import_notes:
@@ -59,6 +64,7 @@ def device_detail(store: Store, serial: str) -> DeviceDetail:
         notes=notes,
         history=store.history(device.id),
         notices=store.notices_for_device(device.id),
+        mdm=device_mdm_state(store, device),
     )
 
 

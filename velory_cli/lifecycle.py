@@ -61,6 +61,9 @@ def status_label(status: str, outcome: str | None = None) -> str:
 # through to the refusals as before.
 
 Guard = Callable[[Device], str | None]
+# A check by a system outside the register (the MDM's snapshot): a refusal, or details for the
+# history entry of a device it lets through.
+ExternalGuard = Callable[[Device], tuple[str | None, dict[str, Any] | None]]
 
 
 @dataclass(frozen=True)
@@ -455,9 +458,12 @@ def change_status(
     outcome: str | None = None,
     note: str | None = None,
     details: dict[str, Any] | None = None,
+    guard: ExternalGuard | None = None,
 ) -> ActionReport:
     """Move each device along ``TRANSITIONS[action]``, each on its own: a refused device
-    changes nothing and the others go on. All changes are written in one transaction."""
+    changes nothing and the others go on. All changes are written in one transaction.
+    ``guard``: what a system outside the register says of a device the transitions allow (a
+    refusal, or details for its history entry)."""
     transition = TRANSITIONS[action]
     target = transition.target
     if target is None:
@@ -480,10 +486,13 @@ def change_status(
                 already_there.append(device)
                 continue
             reason = refusal(device, action, asked)
+            extra: dict[str, Any] | None = None
+            if reason is None and guard is not None:
+                reason, extra = guard(device)
             if reason:
                 results.append(_refused(device, reason))
                 continue
-            entry = dict(details or {})
+            entry = {**(details or {}), **(extra or {})}
             if outcome:
                 entry["outcome"] = outcome
             if note:
@@ -560,10 +569,29 @@ def confirm_returns(
 
 
 def release_devices(
-    store: Store, serials: Iterable[str], *, now: str, actor: str, dry_run: bool = False
+    store: Store,
+    serials: Iterable[str],
+    *,
+    now: str,
+    actor: str,
+    dry_run: bool = False,
+    force: bool = False,
 ) -> ActionReport:
-    """Marked as released: ``removed``, gone from the hardware view and the company assets."""
-    return change_status(store, "release", serials, now=now, actor=actor, dry_run=dry_run)
+    """Marked as released: ``removed``, gone from the hardware view and the company assets.
+    A device the latest MDM snapshot still lists is refused, unless ``force`` (then its
+    history says so)."""
+    from velory_cli.mdm.check import release_guard
+
+    wanted = list(serials)
+    return change_status(
+        store,
+        "release",
+        wanted,
+        now=now,
+        actor=actor,
+        dry_run=dry_run,
+        guard=release_guard(store, wanted, force=force),
+    )
 
 
 def order_replacement(

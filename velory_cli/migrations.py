@@ -23,6 +23,7 @@ def _steps() -> list[tuple[str, Any]]:
         ("0002_notices", _notices),
         ("0003_notice_recipients", _notice_recipients),
         ("0004_serial_keys", _serial_keys),
+        ("0005_mdm_snapshots", _mdm_snapshots),
     ]
 
 
@@ -245,6 +246,49 @@ def _notice_recipients(db: Database) -> None:
     db.execute("CREATE INDEX notices_status ON notices (status)")
     # Which notices one mail carried: a mail sent again carries exactly those.
     db.execute("CREATE INDEX notices_message ON notices (message_id) WHERE message_id IS NOT NULL")
+def _mdm_snapshots(db: Database) -> None:
+    # One snapshot per MDM source: an import replaces the source's row (and, by the cascade,
+    # its devices) in one transaction. ``source`` is the folded name the admin gives or the
+    # kind implies; ``taken_at`` is the latest check-in the file itself holds (None when it
+    # holds none), ``imported_at`` when velory read it.
+    db.execute(
+        """
+        CREATE TABLE mdm_snapshots (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            file TEXT,
+            imported_at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            taken_at TEXT,
+            devices INTEGER NOT NULL,
+            skipped INTEGER NOT NULL
+        )
+        """
+    )
+    # A device of a snapshot, by its folded serial: the check joins on it, and release and
+    # show look a device up by it across every source.
+    db.execute(
+        """
+        CREATE TABLE mdm_devices (
+            serial_key TEXT NOT NULL,
+            snapshot_id INTEGER NOT NULL REFERENCES mdm_snapshots (id) ON DELETE CASCADE,
+            serial TEXT NOT NULL,
+            user_email TEXT,
+            user_key TEXT,
+            user_alias_key TEXT,
+            last_check_in TEXT,
+            enrolled_at TEXT,
+            state TEXT,
+            device_name TEXT,
+            model TEXT,
+            row INTEGER,
+            PRIMARY KEY (serial_key, snapshot_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX mdm_devices_snapshot ON mdm_devices (snapshot_id)")
 
 
 def migrations() -> Any:

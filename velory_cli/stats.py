@@ -19,6 +19,8 @@ class Stats:
     by_status: dict[str, int]
     by_distributor: dict[str, int]
     renewals_by_month: list[tuple[str, int]]
+    # What `velory mdm check` finds, by kind; None when no MDM snapshot was imported.
+    mdm_discrepancies: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -27,6 +29,7 @@ class Stats:
             "renewals_by_month": [
                 {"month": month, "count": count} for month, count in self.renewals_by_month
             ],
+            "mdm_discrepancies": self.mdm_discrepancies,
         }
 
 
@@ -42,7 +45,14 @@ def fleet_stats(store: Store, *, as_of: date, months: int = MONTHS_AHEAD) -> Sta
     month_starts = [_add_months(as_of.replace(day=1), n) for n in range(months + 1)]
     counts = store.renewals_per_month(month_starts[0].isoformat(), month_starts[-1].isoformat())
     keys = [start.isoformat()[:7] for start in month_starts[:-1]]
-    return Stats(by_status, by_distributor, [(key, counts.get(key, 0)) for key in keys])
+    from velory_cli.mdm.check import discrepancy_counts
+
+    return Stats(
+        by_status,
+        by_distributor,
+        [(key, counts.get(key, 0)) for key in keys],
+        mdm_discrepancies=discrepancy_counts(store, today=as_of),
+    )
 
 
 def _merge_spellings(counts: list[tuple[str | None, int]]) -> dict[str, int]:

@@ -105,11 +105,14 @@ def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
     """What waits for an admin: returns to confirm, devices to release, deliveries awaited."""
     from velory_cli import render
+    from velory_cli.commands.common import today_local
+    from velory_cli.mdm.check import discrepancy_counts, discrepancy_line
     from velory_cli.renewals import TODO_KEYS, todo_list
 
     mode = output_mode(json_out, csv_out)
     with state(ctx).store() as store:
         items = todo_list(store)
+        mdm_line = discrepancy_line(discrepancy_counts(store, today=today_local()))
     if mode == "json":
         render.emit_json([item.to_dict() for item in items])
     elif mode == "csv":
@@ -132,6 +135,8 @@ def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = 
             title="Waiting for an admin",
             empty="Nothing to do.",
         )
+    if mdm_line:
+        render.info(mdm_line)
 
 
 def stats(
@@ -149,10 +154,15 @@ def stats(
     from velory_cli.stats import fleet_stats
 
     day = parse_as_of(as_of)
+    from velory_cli.mdm.check import discrepancy_line
+
     with state(ctx).store() as store:
         result = fleet_stats(store, as_of=day)
+    mdm_line = discrepancy_line(result.mdm_discrepancies)
     if json_out:
         render.emit_json(result.to_dict())
+        if mdm_line:
+            render.info(mdm_line)
         return
     render.table(
         [Column("Status", "label"), Column("Devices", "count", justify="right")],
@@ -172,6 +182,8 @@ def stats(
         empty="No company assets.",
     )
     render.bar_chart(result.renewals_by_month, title="Renewals per month")
+    if mdm_line:
+        render.info(mdm_line)
 
 
 def register(app: typer.Typer) -> None:

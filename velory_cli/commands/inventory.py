@@ -168,6 +168,22 @@ def show(
         title="Notices",
         empty="No notices.",
     )
+    if detail.mdm is not None:
+        render.table(
+            [
+                Column("MDM", "name"),
+                Column("As of", "as_of", no_wrap=True),
+                Column("Enrolled", "enrolled_text"),
+                Column("State", "state"),
+                Column("User", "user"),
+                Column("Last check-in", "last_check_in", no_wrap=True),
+            ],
+            (
+                {**entry, "enrolled_text": "yes" if entry["enrolled"] else "no"}
+                for entry in detail.mdm["sources"]
+            ),
+            title="MDM",
+        )
 
 
 def _details_text(details: dict[str, Any] | None) -> str:

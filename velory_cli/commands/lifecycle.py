@@ -150,6 +150,13 @@ def release(
     serials: SerialsArgument = None,
     file: FileOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Release devices the latest MDM snapshot still lists; the history says so.",
+        ),
+    ] = False,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -162,13 +169,13 @@ def release(
     with st.store() as store:
         if not (yes or dry_run) and _interactive():
             preview = release_devices(
-                store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True
+                store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True, force=force
             )
             if preview.succeeded and not _confirm_release(preview.succeeded):
                 render.info("Nothing released.")
                 raise typer.Exit(1)
         report = release_devices(
-            store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run
+            store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run, force=force
         )
     _finish(report, json_out)
 
