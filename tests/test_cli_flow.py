@@ -456,6 +456,24 @@ def test_renewals_table_and_csv(invoke: Invoke, db: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("as_of", ["2026-06-01", "01.06.2026", "1.6.2026", "2026/06/01"])
+def test_as_of_takes_the_dates_an_import_takes(invoke: Invoke, db: Path, as_of: str) -> None:
+    renewal_fleet(db)
+    result = invoke(["renewals", "--as-of", as_of, "--within", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert [(r["serial"], r["days_left"]) for r in json_out(result)] == [("LATE", -7), ("SOON", 4)]
+
+
+def test_an_ambiguous_as_of_is_a_usage_error_that_says_why(invoke: Invoke, db: Path) -> None:
+    result = invoke(["renewals", "--as-of", "03/04/2026"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # the clean exit, not a crash
+    assert result.stdout == ""
+    assert "--as-of: '03/04/2026' is ambiguous" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -65,7 +65,7 @@ def test_json_summary(invoke: Invoke, tmp_path: Path) -> None:
         ],
     }
     assert (summary["format"], summary["encoding"]) == ("csv", "utf-8")
-    assert "1 invalid rows were not imported" in result.stderr
+    assert "1 invalid row was not imported" in result.stderr
 
 
 def test_an_invalid_row_exits_65_with_the_summary_and_writes_nothing(

@@ -99,23 +99,24 @@ def today_local() -> date:
 
 
 def parse_as_of(value: str | None) -> date:
-    """--as-of: an ISO date, default today's local date. Every command's --as-of comes through
-    here, so what it accepts is decided once: only the years an imported date may have, since a
-    day near the calendar's end (9999-12-31) has no "30 days later" to count to."""
-    from velory_cli.dates import FIRST_YEAR, LAST_YEAR
-
+    """--as-of: a date written as an import takes it (2026-12-01, 01.12.2026, 2026/12/01, or
+    12/1/2026 where only one reading is possible), default today's local date. Every command's
+    --as-of comes through here, so what it accepts is decided once: only the years an imported
+    date may have, since a day near the calendar's end (9999-12-31) has no "30 days later" to
+    count to."""
     if value is None:
         return today_local()
+    from velory_cli.dates import FIRST_YEAR, LAST_YEAR, DateError, parse_date
+
+    text = value.strip()
     try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(f"--as-of must be a date like 2026-12-01, not {value!r}") from None
-    if not FIRST_YEAR <= day.year <= LAST_YEAR:
-        raise UsageError(
-            f"--as-of {value.strip()} is out of range: velory takes years {FIRST_YEAR} to "
-            f"{LAST_YEAR}"
-        )
-    return day
+        return date.fromisoformat(parse_date(text))
+    except DateError as exc:
+        if exc.message.endswith(f"velory takes years {FIRST_YEAR} to {LAST_YEAR}"):
+            raise UsageError(
+                f"--as-of {text} is out of range: velory takes years {FIRST_YEAR} to {LAST_YEAR}"
+            ) from None
+        raise UsageError(f"--as-of: {exc.message}") from None
 
 
 def output_mode(json_out: bool, csv_out: bool = False) -> str:

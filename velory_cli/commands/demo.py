@@ -214,6 +214,7 @@ def _show_first_mail(outbox: Path, email: str) -> None:
     from email.parser import BytesParser
 
     from velory_cli import render
+    from velory_cli.wording import count
 
     mails = sorted(outbox.glob("*.eml"))
     chosen = None
@@ -224,7 +225,7 @@ def _show_first_mail(outbox: Path, email: str) -> None:
             break
     if chosen is None:
         return
-    render.line(f"{len(mails)} mails in the outbox. The one to {email}:", "bold")
+    render.line(f"{count(len(mails), 'mail')} in the outbox. The one to {email}:", "bold")
     render.line(f"Subject: {chosen['Subject']}")
     body = chosen.get_body(preferencelist=("plain",))
     if body is not None:

@@ -208,6 +208,7 @@ def _progress(size: int | None, name: str) -> Iterator[Callable[[int], None] | N
 def _show(report: ImportReport, mode: str, rejects: Path | None) -> None:
     from velory_cli import render
     from velory_cli.importer import SHOWN_ERRORS
+    from velory_cli.wording import count, is_are, was_were
 
     for warning in report.warnings:
         render.warn(warning)
@@ -220,11 +221,13 @@ def _show(report: ImportReport, mode: str, rejects: Path | None) -> None:
         render.error(f"{report.source}: {where}{report.file_error.message}; nothing was written")
     elif report.failed:
         render.error(
-            f"{report.rejected} of {report.rows} rows are invalid; nothing was written. Fix them,"
-            " or import the valid rows with --skip-invalid"
+            f"{report.rejected} of {report.rows} rows {is_are(report.rejected)} invalid; nothing"
+            " was written. Fix them, or import the valid rows with --skip-invalid"
         )
     elif report.rejected:
-        render.warn(f"{report.rejected} invalid rows were not imported")
+        render.warn(
+            f"{count(report.rejected, 'invalid row')} {was_were(report.rejected)} not imported"
+        )
     if report.dry_run:
         render.info("Dry run: nothing was written.")
     if rejects is not None and report.file_error is None:

@@ -191,7 +191,7 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output.")] = False,
 ) -> None:
     """Every device, removed ones too, as CSV, JSON or a workbook (--output FILE.xlsx)."""
-    from velory_cli import render
+    from velory_cli import render, wording
     from velory_cli.inventory import export_devices
     from velory_cli.outputs import atomic_output, atomic_path, is_workbook_path
 
@@ -202,12 +202,12 @@ def export(
         if is_workbook_path(output) and not json_out:
             with atomic_path(output, force=force) as temp_name:
                 count = _write_workbook(export_devices(store), temp_name)
-            render.info(f"Exported {count} devices to {output}.")
+            render.info(f"Exported {wording.count(count, 'device')} to {output}.")
             return
         with atomic_output(output, force=force) as handle:
             # A file is opened in a spreadsheet: CSV starts with a BOM, so Excel reads UTF-8.
             count = _write_export(export_devices(store), json_out, handle, bom=True)
-    render.info(f"Exported {count} devices to {output}.")
+    render.info(f"Exported {wording.count(count, 'device')} to {output}.")
 
 
 def _write_export(devices: Iterable[Device], as_json: bool, out: Any, *, bom: bool = False) -> int:

@@ -118,17 +118,21 @@ def _show_report(report: SendReport, *, json_out: bool, quiet: bool) -> None:
 
 
 def _summary(report: SendReport) -> str:
+    from velory_cli.wording import count
+
     counts = report.to_dict()
     if report.dry_run:
+        pending = counts["pending"]
         return (
-            f"Dry run: {counts['pending']} notices would be sent, {counts['cancelled']} "
+            f"Dry run: {count(pending, 'notice')} would be sent, {counts['cancelled']} "
             f"cancelled, {counts['skipped']} skipped (no email); nothing was written or sent."
         )
     if not report.outcomes:
         return "No notices due."
-    mails = f" in {report.mails} mails" if report.mails != counts["sent"] else ""
+    sent = counts["sent"]
+    mails = f" in {count(report.mails, 'mail')}" if sent else ""
     return (
-        f"Notices: {counts['sent']} sent{mails}, {counts['failed']} failed, "
+        f"Sent {count(sent, 'notice')}{mails}; {counts['failed']} failed, "
         f"{counts['pending']} pending, {counts['skipped']} skipped (no email), "
         f"{counts['cancelled']} cancelled."
     )
