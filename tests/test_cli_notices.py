@@ -136,7 +136,8 @@ def test_a_refused_recipient_fails_alone_and_exits_1(
     assert failed[0]["serial"] == "GONE"
     assert "550 5.1.1" in failed[0]["error"]
     assert "error: GONE: the renewal notice to gone@example.com failed" in result.stderr
-    assert "Sent 2 notices in 2 mails; 1 failed" in result.stderr  # --quiet speaks when something failed
+    # --quiet speaks when something failed
+    assert "Sent 2 notices in 2 mails; 1 failed" in result.stderr
 
 
 def test_an_unreachable_server_exits_75_and_keeps_every_notice_pending(
