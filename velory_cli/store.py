@@ -494,6 +494,11 @@ class Store:
         return found
 
     def devices(self, where: DeviceFilter = DeviceFilter()) -> list[Device]:
+        return list(self.iter_devices(where))
+
+    def iter_devices(self, where: DeviceFilter = DeviceFilter()) -> Iterator[Device]:
+        """The devices ``where`` picks, by user then serial, as the rows come: a listing of a
+        whole fleet to a pipe never holds it all."""
         clauses: list[str] = []
         params: list[Any] = []
         if where.status:
@@ -509,7 +514,8 @@ class Store:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY user_email IS NULL, user_email COLLATE NOCASE, serial"
-        return [_device(row) for row in self.conn.execute(sql, params)]
+        for row in self.conn.execute(sql, params):
+            yield _device(row)
 
     def iter_all_devices(self) -> Iterator[Device]:
         """Every device, removed ones too, in serial order, without holding them all."""

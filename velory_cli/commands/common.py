@@ -129,3 +129,46 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV on stdout instead of a table.")]
+
+
+# Placeholders for --help, one word each, the same in every command: what goes there.
+SERIAL = "SERIAL"
+FILE = "FILE"
+DATE = "DATE"
+EMAIL = "EMAIL"
+N = "N"
+TEXT = "TEXT"
+DIR = "DIR"
+NAME = "NAME"
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        metavar=N,
+        min=1,
+        help="Show at most N rows in the table (default 200 at a terminal; a pipe gets all).",
+        show_default=False,
+    ),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Show every row in the table.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar=DATE,
+        help="The day to count from (default today), written like 2026-12-01 or 01.12.2026.",
+        show_default=False,
+    ),
+]
+
+
+def check_limit(limit: int | None, all_rows: bool) -> None:
+    if limit is not None and all_rows:
+        raise UsageError("choose one of --limit and --all")
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: example command lines, shown as written (Click rewraps every
+    paragraph of help text except one that starts with \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

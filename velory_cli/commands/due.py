@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from velory_cli.commands.common import CsvOption, JsonOption, output_mode, parse_as_of, state
+from velory_cli.commands.common import (
+    DATE,
+    AllOption,
+    AsOfOption,
+    CsvOption,
+    JsonOption,
+    LimitOption,
+    check_limit,
+    output_mode,
+    parse_as_of,
+    state,
+)
 from velory_cli.config import MAX_DAYS_AHEAD
 from velory_cli.models import DEVICE_STATUSES, REMOVED
 
@@ -27,9 +38,7 @@ def renewals(
         int,
         typer.Option("--within", min=0, max=MAX_DAYS_AHEAD, help="Days ahead of --as-of to look."),
     ] = 30,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The day to count from (default today).")
-    ] = None,
+    as_of: AsOfOption = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Only this user's devices (email).")
     ] = None,
@@ -40,6 +49,8 @@ def renewals(
         str | None,
         typer.Option(help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
     ] = None,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -47,8 +58,10 @@ def renewals(
     from velory_cli import render
     from velory_cli.renewals import RENEWAL_KEYS, renewals_due
     from velory_cli.store import DeviceFilter
+    from velory_cli.wording import count
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     day = parse_as_of(as_of)
     where = DeviceFilter(
         status=status.strip().lower() if status else None,
@@ -65,24 +78,35 @@ def renewals(
         render.table(
             _renewal_columns(),
             _with_labels(renewal.to_dict() for renewal in due),
-            title=f"Renewals up to {within} days after {day.isoformat()}",
+            title=f"Renewals up to {count(within, 'day')} after {day.isoformat()}",
             empty="No renewals due.",
+            limit=limit,
+            all_rows=all_rows,
+            noun="device",
         )
 
 
 def _renewal_columns() -> list[Column]:
     from velory_cli.render import Column
 
+    # In the order a reader needs them: how soon, which device, whose; then the rest.
     return [
-        Column("Days left", "days_left", justify="right", style=_days_style, no_wrap=True),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Serial", "serial", no_wrap=True),
-        Column("Model", "model"),
-        Column("User", "user_name"),
-        Column("Email", "user_email"),
-        Column("Distributor", "distributor_label"),
-        Column("Status", "status_label"),
-        Column("Notice", "notice_status"),
+        Column(
+            "Days left",
+            "days_left",
+            justify="right",
+            style=_days_style,
+            need=1,
+            min_width=4,
+        ),
+        Column("Renewal", "renewal_date", no_wrap=True, need=1),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Model", "model", need=5),
+        Column("User", "user_name", need=4),
+        Column("Email", "user_email", no_wrap=True, need=1),
+        Column("Distributor", "distributor_label", need=6),
+        Column("Status", "status_label", need=2),
+        Column("Notice", "notice_status", no_wrap=True, need=3),
     ]
 
 
@@ -102,12 +126,19 @@ def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         yield row
 
 
-def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
+def todo(
+    ctx: typer.Context,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
     """What waits for an admin: returns to confirm, devices to release, deliveries awaited."""
     from velory_cli import render
     from velory_cli.renewals import TODO_KEYS, todo_list
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     with state(ctx).store() as store:
         items = todo_list(store)
     if mode == "json":
@@ -119,25 +150,34 @@ def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = 
 
         render.table(
             [
-                Column("Action", "action", no_wrap=True),
-                Column("Since", "since", no_wrap=True),
-                Column("Serial", "serial", no_wrap=True),
-                Column("Model", "model"),
-                Column("User", "user_name"),
-                Column("Email", "user_email"),
-                Column("Status", "status_label"),
-                Column("Replacement", "replacement_serial"),
+                Column("Action", "action", no_wrap=True, need=1),
+                Column("Since", "since", no_wrap=True, need=2),
+                Column("Serial", "serial", no_wrap=True, need=1),
+                Column("Model", "model", need=5),
+                Column("User", "user_name", need=4),
+                Column("Email", "user_email", no_wrap=True, need=1),
+                Column("Status", "status_label", need=6),
+                Column("Replacement", "replacement_serial", no_wrap=True, need=3),
             ],
             _with_labels(item.to_dict() for item in items),
             title="Waiting for an admin",
             empty="Nothing to do.",
+            limit=limit,
+            all_rows=all_rows,
+            noun="device",
         )
 
 
 def stats(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The month to start from (default today).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar=DATE,
+            help="The month to start from (default today), written like 2026-12-01.",
+            show_default=False,
+        ),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -261,12 +261,14 @@ def _table(report: ImportReport, shown: int) -> None:
         return
     out.table(
         [
-            Column("Row", "row", justify="right", no_wrap=True),
-            Column("Column", "column"),
-            Column("Problem", "message"),
+            Column("Row", "row", justify="right", no_wrap=True, need=1),
+            Column("Column", "column", need=2),
+            Column("Problem", "message", need=1, min_width=20),
         ],
         errors[:shown],
         title="Problems",
+        all_rows=True,
+        also="--json",
     )
     if len(errors) > shown:
         out.line(f"… and {len(errors) - shown} more (--json or --rejects FILE lists them all)")

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from velory_cli.commands.common import CsvOption, JsonOption, output_mode, state
+from velory_cli.commands.common import (
+    EMAIL,
+    AllOption,
+    CsvOption,
+    JsonOption,
+    LimitOption,
+    check_limit,
+    output_mode,
+    state,
+)
 from velory_cli.models import DEVICE_KEYS, DEVICE_STATUSES, Device, distributor_label
 
 
@@ -25,20 +34,31 @@ def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
 def device_columns() -> list[Any]:
     from velory_cli.render import Column
 
+    # In the order a reader needs them: which device, whose, when it renews, then the rest.
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Model", "model"),
-        Column("Category", "category"),
-        Column("User", "user_name"),
-        Column("Email", "user_email"),
-        Column("Distributor", "distributor"),
-        Column("Source", "source"),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Status", "status_label"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Model", "model", need=4),
+        Column("Category", "category", need=7),
+        Column("User", "user_name", need=3),
+        Column("Email", "user_email", no_wrap=True, need=1),
+        Column("Distributor", "distributor_label", need=5),
+        Column("Source", "source", need=6),
+        Column("Renewal", "renewal_date", no_wrap=True, need=1),
+        Column("Status", "status_label", need=2),
     ]
 
 
-def show_devices(devices: list[Device], mode: str, *, title: str, empty: str) -> None:
+def show_devices(
+    devices: Iterable[Device],
+    mode: str,
+    *,
+    title: str,
+    empty: str,
+    limit: int | None = None,
+    all_rows: bool = False,
+) -> None:
+    """Devices as JSON, CSV (written as they come) or a table (at a terminal, the first
+    ``limit``; to a pipe, every one, as they come)."""
     from velory_cli import render
 
     if mode == "json":
@@ -46,7 +66,15 @@ def show_devices(devices: list[Device], mode: str, *, title: str, empty: str) ->
     elif mode == "csv":
         render.emit_csv((device.to_dict() for device in devices), DEVICE_KEYS)
     else:
-        render.table(device_columns(), device_rows(devices), title=title, empty=empty)
+        render.table(
+            device_columns(),
+            device_rows(devices),
+            title=title,
+            empty=empty,
+            limit=limit,
+            all_rows=all_rows,
+            noun="device",
+        )
 
 
 def devices(
@@ -64,14 +92,17 @@ def devices(
     include_removed: Annotated[
         bool, typer.Option("--include-removed", help="Removed devices too.")
     ] = False,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
     """Company assets: every device not removed."""
-    from velory_cli.inventory import list_devices
+    from velory_cli.inventory import iter_devices
     from velory_cli.store import DeviceFilter
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     where = DeviceFilter(
         status=status.strip().lower() if status else None,
         user_email=user,
@@ -79,13 +110,17 @@ def devices(
         include_removed=include_removed,
     )
     with state(ctx).store() as store:
-        found = list_devices(store, where)
-    show_devices(found, mode, title="Company assets", empty="No devices.")
+        found = iter_devices(store, where)
+        show_devices(
+            found, mode, title="Company assets", empty="No devices.", limit=limit, all_rows=all_rows
+        )
 
 
 def hardware(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(help="The user's email.")],
+    email: Annotated[str, typer.Argument(metavar=EMAIL, help="The user's email.")],
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -93,9 +128,17 @@ def hardware(
     from velory_cli.inventory import hardware_view
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     with state(ctx).store() as store:
         found = hardware_view(store, email)
-    show_devices(found, mode, title=f"Hardware of {email.strip()}", empty="No hardware.")
+    show_devices(
+        found,
+        mode,
+        title=f"Hardware of {email.strip()}",
+        empty="No hardware.",
+        limit=limit,
+        all_rows=all_rows,
+    )
 
 
 def show(
@@ -134,19 +177,25 @@ def show(
     from velory_cli.render import Column
 
     render.table(
-        [Column("At", "at", no_wrap=True), Column("By", "actor"), Column("Note", "text")],
+        [
+            Column("At", "at", no_wrap=True, need=1),
+            Column("By", "actor", need=2),
+            Column("Note", "text", need=1, min_width=16),
+        ],
         (note.to_dict() for note in detail.notes),
         title="Notes",
         empty="No notes.",
+        all_rows=True,
+        also="--json",
     )
     render.table(
         [
-            Column("At", "at", no_wrap=True),
-            Column("By", "actor"),
-            Column("Action", "action"),
-            Column("From", "from_status"),
-            Column("To", "to_status"),
-            Column("Details", "details_text"),
+            Column("At", "at", no_wrap=True, need=1),
+            Column("By", "actor", need=4),
+            Column("Action", "action", no_wrap=True, need=1),
+            Column("From", "from_status", need=3),
+            Column("To", "to_status", need=2),
+            Column("Details", "details_text", need=2, min_width=16),
         ],
         (
             {**entry.to_dict(), "details_text": _details_text(entry.details)}
@@ -154,19 +203,23 @@ def show(
         ),
         title="History",
         empty="No history.",
+        all_rows=True,
+        also="--json",
     )
     render.table(
         [
-            Column("Kind", "kind"),
-            Column("To", "recipient"),
-            Column("Renewal", "renewal_date"),
-            Column("Status", "status"),
-            Column("Sent", "sent_at"),
-            Column("Error", "error"),
+            Column("Kind", "kind", need=2),
+            Column("To", "recipient", no_wrap=True, need=1),
+            Column("Renewal", "renewal_date", no_wrap=True, need=2),
+            Column("Status", "status", no_wrap=True, need=1),
+            Column("Sent", "sent_at", no_wrap=True, need=3),
+            Column("Error", "error", need=2),
         ],
         detail.notices,
         title="Notices",
         empty="No notices.",
+        all_rows=True,
+        also="--json",
     )
 
 

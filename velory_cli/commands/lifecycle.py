@@ -256,7 +256,14 @@ def _finish(report: ActionReport, json_out: bool) -> None:
     if json_out:
         render.emit_json(report.to_dict())
     else:
-        render.table(_result_columns(), _result_rows(report), title=None, empty="No serials.")
+        render.table(
+            _result_columns(),
+            _result_rows(report),
+            title=None,
+            empty="No serials.",
+            all_rows=True,
+            also="--json",
+        )
     for result in report.results:
         if result.error:
             render.error(result.error)
@@ -274,9 +281,9 @@ def _result_columns() -> list[Column]:
     from velory_cli.render import Column
 
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Result", "result", style=_result_style),
-        Column("Status", "status_label"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Result", "result", style=_result_style, need=1, min_width=8),
+        Column("Status", "status_label", need=2),
     ]
 
 

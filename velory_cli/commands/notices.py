@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from velory_cli.commands.common import (
+    DATE,
+    AllOption,
     CsvOption,
     JsonOption,
+    LimitOption,
+    check_limit,
     now_utc,
     output_mode,
     parse_as_of,
@@ -37,7 +41,12 @@ def send(
     ctx: typer.Context,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="The day to send for (default today's local date)."),
+        typer.Option(
+            "--as-of",
+            metavar=DATE,
+            help="The day to send for (default today's local date), like 2026-12-01.",
+            show_default=False,
+        ),
     ] = None,
     lead_days: Annotated[
         int | None,
@@ -142,12 +151,12 @@ def _dry_run_columns() -> list[Column]:
     from velory_cli.render import Column
 
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Kind", "kind"),
-        Column("To", "recipient"),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Would", "would"),
-        Column("Why", "error"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Kind", "kind", no_wrap=True, need=2),
+        Column("To", "recipient", no_wrap=True, need=1),
+        Column("Renewal", "renewal_date", no_wrap=True, need=3),
+        Column("Would", "would", need=1, min_width=6),
+        Column("Why", "error", need=2, min_width=16),
     ]
 
 
@@ -169,6 +178,8 @@ def list_command(
         str | None,
         typer.Option(help="Only this kind: renewal, personal_data, reminder_DAYS."),
     ] = None,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -178,6 +189,7 @@ def list_command(
     from velory_cli.notices import list_notices
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     with state(ctx).store() as store:
         found = list_notices(store, status=status, kind=kind)
     rows = [notice.to_dict() for notice in found]
@@ -186,21 +198,29 @@ def list_command(
     elif mode == "csv":
         render.emit_csv(rows, NOTICE_KEYS)
     else:
-        render.table(_list_columns(), rows, title="Notices", empty="No notices.")
+        render.table(
+            _list_columns(),
+            rows,
+            title="Notices",
+            empty="No notices.",
+            limit=limit,
+            all_rows=all_rows,
+            noun="notice",
+        )
 
 
 def _list_columns() -> list[Column]:
     from velory_cli.render import Column
 
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Kind", "kind"),
-        Column("To", "recipient"),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Status", "status", style=_status_style),
-        Column("Tries", "attempts", justify="right"),
-        Column("Sent", "sent_at", no_wrap=True),
-        Column("Error", "error"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Kind", "kind", no_wrap=True, need=2),
+        Column("To", "recipient", no_wrap=True, need=1),
+        Column("Renewal", "renewal_date", no_wrap=True, need=3),
+        Column("Status", "status", style=_status_style, no_wrap=True, need=1),
+        Column("Tries", "attempts", justify="right", no_wrap=True, need=6),
+        Column("Sent", "sent_at", no_wrap=True, need=5),
+        Column("Error", "error", need=4, min_width=16),
     ]
 
 
