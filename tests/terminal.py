@@ -15,6 +15,7 @@ import struct
 import termios
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 from tests.conftest import velory_command
@@ -82,10 +83,8 @@ def run_in_terminal(
                 break
     else:
         os.kill(pid, 9)
-    try:
+    with suppress(ChildProcessError):  # already reaped above
         _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
     os.close(master)
     text = _ESCAPES.sub("", output.decode("utf-8", "replace")).replace("\r\n", "\n")
     return Screen(text=text, returncode=os.waitstatus_to_exitcode(status))
