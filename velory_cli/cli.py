@@ -15,7 +15,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperGroup
 
 from velory_cli import __version__
 from velory_cli.errors import VeloryError
@@ -115,8 +115,10 @@ def _build(module_name: str) -> dict[str, Any]:
     """The commands a module of velory_cli.commands registers, as Typer builds them."""
     from importlib import import_module
 
+    from velory_cli.commands.common import group
+
     module = import_module(f"velory_cli.commands.{module_name}")
-    commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+    commands = group()
     module.register(commands)
     _store_first(commands)
     return dict(typer.main.get_group(commands).commands)
@@ -156,14 +158,11 @@ class VeloryGroup(TyperGroup):
         return list(self.commands)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """The commands and their first lines, as Typer lists them, without building any: each
-        line is shortened by a bare command holding only that line, as the built one would."""
+        """The commands and their summaries, whole (wrapped, never cut short), without
+        building any."""
         names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(name) for name in names)
         rows = [
-            (name, TyperCommand(name, help=COMMANDS[name][1]).get_short_help_str(limit))
-            if name in COMMANDS
-            else (name, self.commands[name].get_short_help_str(limit))
+            (name, COMMANDS[name][1] if name in COMMANDS else self.commands[name].help or "")
             for name in names
         ]
         with formatter.section("Commands"):
@@ -199,14 +198,28 @@ def _fail(exc: VeloryError) -> None:
     raise typer.Exit(int(exc.exit_code))
 
 
+def _exit_codes() -> str:
+    from velory_cli.errors import MEANINGS
+
+    return "\b\nExit codes:\n" + "\n".join(
+        f"  {int(code):>2}  {meaning}" for code, meaning in MEANINGS.items()
+    )
+
+
 app = typer.Typer(
     cls=VeloryGroup,
     name="velory",
     help="Run the renewal of company devices bought outside Velory: import, notices, returns.",
+    epilog=(
+        "\b\nStart with:\n  velory demo                 a guided tour on sample data\n"
+        "  velory import devices.csv   then: velory renewals, velory todo\n"
+        "Each command's --help has examples.\n\n" + _exit_codes()
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=False,
+    # `velory --install-completion` adds tab completion to the admin's shell.
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -7,9 +7,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from velory_cli.config import Settings, StoreLocation, load_settings, store_location
 from velory_cli.errors import StoreUnusable, UsageError
@@ -172,3 +173,33 @@ def examples(*lines: str) -> str:
     """A command's epilog: example command lines, shown as written (Click rewraps every
     paragraph of help text except one that starts with \\b)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class VeloryCommand(TyperCommand):
+    """A command whose usage line reads ``velory show SERIAL``: Typer writes a required
+    argument as ``{SERIAL}``, which reads like a shell brace, not a placeholder."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in super().collect_usage_pieces(ctx)
+        ]
+
+
+class VeloryTyper(typer.Typer):
+    """A Typer app whose commands are ``VeloryCommand``s, for velory's commands and groups."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", VeloryCommand)
+        return super().command(*args, **kwargs)
+
+
+def group(name: str | None = None, help: str | None = None) -> typer.Typer:
+    """The app a module registers its commands on, or a group of commands (``notices``)."""
+    return VeloryTyper(
+        name=name,
+        help=help,
+        no_args_is_help=name is not None,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )

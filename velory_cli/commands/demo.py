@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from velory_cli.commands.common import today_local
+from velory_cli.commands.common import examples, today_local
 
 
 @contextmanager
@@ -233,4 +233,7 @@ def _show_first_mail(outbox: Path, email: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command(
+        "demo",
+        epilog=examples("velory demo", "velory demo --keep     # then look around in its store"),
+    )(demo)

@@ -12,12 +12,16 @@ import typer
 
 from velory_cli.commands.common import (
     DATE,
+    EMAIL,
+    TEXT,
     AllOption,
     AsOfOption,
     CsvOption,
     JsonOption,
     LimitOption,
+    N,
     check_limit,
+    examples,
     output_mode,
     parse_as_of,
     state,
@@ -36,18 +40,25 @@ def renewals(
     ctx: typer.Context,
     within: Annotated[
         int,
-        typer.Option("--within", min=0, max=MAX_DAYS_AHEAD, help="Days ahead of --as-of to look."),
+        typer.Option(
+            "--within",
+            metavar=N,
+            min=0,
+            max=MAX_DAYS_AHEAD,
+            help="Days ahead of --as-of to look.",
+        ),
     ] = 30,
     as_of: AsOfOption = None,
     user: Annotated[
-        str | None, typer.Option("--user", help="Only this user's devices (email).")
+        str | None, typer.Option("--user", metavar=EMAIL, help="Only this user's devices.")
     ] = None,
     distributor: Annotated[
-        str | None, typer.Option(help="Only distributors whose name contains this, any case.")
+        str | None,
+        typer.Option(metavar=TEXT, help="Only distributors whose name contains this, any case."),
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option(help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
+        typer.Option(metavar="STATUS", help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
     ] = None,
     limit: LimitOption = None,
     all_rows: AllOption = False,
@@ -215,6 +226,15 @@ def stats(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("renewals")(renewals)
-    app.command("todo")(todo)
-    app.command("stats")(stats)
+    app.command(
+        "renewals",
+        epilog=examples(
+            "velory renewals                               # the next 30 days, overdue first",
+            "velory renewals --within 90 --as-of 01.01.2027",
+            "velory renewals --csv > renewals.csv",
+        ),
+    )(renewals)
+    app.command("todo", epilog=examples("velory todo", "velory todo --json | jq '.[].serial'"))(
+        todo
+    )
+    app.command("stats", epilog=examples("velory stats", "velory stats --as-of 2027-01-01"))(stats)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
-from velory_cli.commands.common import JsonOption, now_utc, output_mode, state
+from velory_cli.commands.common import FILE, JsonOption, N, examples, now_utc, output_mode, state
 from velory_cli.config import DEFAULT_TERM_MONTHS
 from velory_cli.errors import UsageError
 
@@ -23,7 +23,7 @@ def import_devices(
     file: Annotated[
         str,
         typer.Argument(
-            metavar="FILE|-",
+            metavar=f"{FILE}|-",
             help="CSV (, ; or tab), JSON, JSON Lines, a workbook (.xlsx .xls .ods) or "
             "Snipe-IT's API answer; '-' reads stdin.",
             show_default=False,
@@ -40,6 +40,7 @@ def import_devices(
         Path | None,
         typer.Option(
             "--rejects",
+            metavar=FILE,
             help="Write the rejected rows here, as the file had them plus a reason column.",
             show_default=False,
         ),
@@ -57,6 +58,7 @@ def import_devices(
         int,
         typer.Option(
             "--term-months",
+            metavar=N,
             min=1,
             max=240,
             help="Renewal date = purchase date + this many months, where a row has none.",
@@ -66,6 +68,7 @@ def import_devices(
         str | None,
         typer.Option(
             "--encoding",
+            metavar="NAME",
             help="The file's encoding (default: UTF-8, else Windows-1252).",
             show_default=False,
         ),
@@ -275,4 +278,12 @@ def _table(report: ImportReport, shown: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import")(import_devices)
+    app.command(
+        "import",
+        epilog=examples(
+            "velory import devices.csv",
+            "velory import devices.csv --dry-run --json | jq .errors",
+            "velory import export.csv --monthfirst --skip-invalid --rejects rejects.csv",
+            "curl -s https://assets.example.com/export.json | velory import -",
+        ),
+    )(import_devices)

@@ -10,11 +10,15 @@ import typer
 
 from velory_cli.commands.common import (
     EMAIL,
+    FILE,
+    SERIAL,
+    TEXT,
     AllOption,
     CsvOption,
     JsonOption,
     LimitOption,
     check_limit,
+    examples,
     output_mode,
     state,
 )
@@ -81,13 +85,14 @@ def devices(
     ctx: typer.Context,
     status: Annotated[
         str | None,
-        typer.Option(help=f"Only this status: {', '.join(DEVICE_STATUSES)}."),
+        typer.Option(metavar="STATUS", help=f"Only this status: {', '.join(DEVICE_STATUSES)}."),
     ] = None,
     user: Annotated[
-        str | None, typer.Option("--user", help="Only this user's devices (email).")
+        str | None, typer.Option("--user", metavar=EMAIL, help="Only this user's devices.")
     ] = None,
     distributor: Annotated[
-        str | None, typer.Option(help="Only distributors whose name contains this, any case.")
+        str | None,
+        typer.Option(metavar=TEXT, help="Only distributors whose name contains this, any case."),
     ] = None,
     include_removed: Annotated[
         bool, typer.Option("--include-removed", help="Removed devices too.")
@@ -118,7 +123,9 @@ def devices(
 
 def hardware(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(metavar=EMAIL, help="The user's email.")],
+    email: Annotated[
+        str, typer.Argument(metavar=EMAIL, help="The user's email.", show_default=False)
+    ],
     limit: LimitOption = None,
     all_rows: AllOption = False,
     json_out: JsonOption = False,
@@ -143,7 +150,9 @@ def hardware(
 
 def show(
     ctx: typer.Context,
-    serial: Annotated[str, typer.Argument(help="The device's serial number.")],
+    serial: Annotated[
+        str, typer.Argument(metavar=SERIAL, help="The device's serial number.", show_default=False)
+    ],
     json_out: JsonOption = False,
 ) -> None:
     """One device with its notes, history and notices."""
@@ -239,7 +248,14 @@ def export(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="A JSON array instead of CSV.")] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar=FILE,
+            help="Write to this file, not stdout.",
+            show_default=False,
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --output.")] = False,
 ) -> None:
@@ -292,7 +308,22 @@ def _write_workbook(devices: Iterable[Device], path: str) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("devices")(devices)
-    app.command("show")(show)
-    app.command("hardware")(hardware)
-    app.command("export")(export)
+    app.command(
+        "devices",
+        epilog=examples(
+            "velory devices --user asa.lindstrom@nordlys.se",
+            "velory devices --distributor atea --status renewal_started",
+            "velory devices --csv > assets.csv",
+        ),
+    )(devices)
+    app.command("show", epilog=examples("velory show PF1K2X9Z", "velory show PF1K2X9Z --json"))(
+        show
+    )
+    app.command("hardware", epilog=examples("velory hardware asa.lindstrom@nordlys.se"))(hardware)
+    app.command(
+        "export",
+        epilog=examples(
+            "velory export --output assets.csv     # for Excel (UTF-8 with a BOM)",
+            "velory export --json | jq length",
+        ),
+    )(export)

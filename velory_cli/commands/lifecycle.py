@@ -12,22 +12,34 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from velory_cli.commands.common import JsonOption, now_utc, state, today_local
+from velory_cli.commands.common import (
+    FILE,
+    SERIAL,
+    TEXT,
+    JsonOption,
+    examples,
+    now_utc,
+    state,
+    today_local,
+)
 
 if TYPE_CHECKING:
     from velory_cli.lifecycle import ActionReport
     from velory_cli.render import Column
 
-SerialArgument = Annotated[str, typer.Argument(help="The device's serial number.")]
+SerialArgument = Annotated[
+    str, typer.Argument(metavar=SERIAL, help="The device's serial number.", show_default=False)
+]
 SerialsArgument = Annotated[
     list[str] | None,
-    typer.Argument(help="Serial numbers; or use --file.", show_default=False),
+    typer.Argument(metavar="SERIAL...", help="Serial numbers; or use --file.", show_default=False),
 ]
 FileOption = Annotated[
     str | None,
     typer.Option(
         "--file",
         "-f",
+        metavar=FILE,
         help="Read serials from this file, one a line ('-' reads stdin); "
         "blank lines and # comments are ignored.",
         show_default=False,
@@ -71,7 +83,10 @@ def start(ctx: typer.Context, serial: SerialArgument, json_out: JsonOption = Fal
 def order(
     ctx: typer.Context,
     serial: SerialArgument,
-    model: Annotated[str, typer.Option("--model", help="The model requested in the store.")],
+    model: Annotated[
+        str,
+        typer.Option("--model", metavar=TEXT, help="The model requested in the store."),
+    ],
     json_out: JsonOption = False,
 ) -> None:
     """The replacement the user requested in the store (one per renewing device)."""
@@ -87,10 +102,12 @@ def deliver(
     ctx: typer.Context,
     serial: SerialArgument,
     new_serial: Annotated[
-        str, typer.Option("--new-serial", help="The serial of the delivered device.")
+        str,
+        typer.Option("--new-serial", metavar=SERIAL, help="The serial of the delivered device."),
     ],
     model: Annotated[
-        str | None, typer.Option("--model", help="Its model, if not the one ordered.")
+        str | None,
+        typer.Option("--model", metavar=TEXT, help="Its model, if not the one ordered."),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -123,7 +140,9 @@ def confirm_return(
     bought_out: Annotated[
         bool, typer.Option("--bought-out", help="The user bought the device out.")
     ] = False,
-    note: Annotated[str | None, typer.Option("--note", help="Added to the device's notes.")] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar=TEXT, help="Added to the device's notes.")
+    ] = None,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -176,7 +195,7 @@ def release(
 def note(
     ctx: typer.Context,
     serial: SerialArgument,
-    text: Annotated[str, typer.Argument(help="The note.")],
+    text: Annotated[str, typer.Argument(metavar=TEXT, help="The note.", show_default=False)],
     json_out: JsonOption = False,
 ) -> None:
     """Add a note to a device."""
@@ -192,7 +211,10 @@ def reinstate(
     ctx: typer.Context,
     serial: SerialArgument,
     reason: Annotated[
-        str, typer.Option("--reason", help="Why the release is undone; kept in the history.")
+        str,
+        typer.Option(
+            "--reason", metavar=TEXT, help="Why the release is undone; kept in the history."
+        ),
     ],
     json_out: JsonOption = False,
 ) -> None:
@@ -322,10 +344,37 @@ def _summary(report: ActionReport) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("start")(start)
-    app.command("order")(order)
-    app.command("deliver")(deliver)
-    app.command("confirm-return")(confirm_return)
-    app.command("release")(release)
-    app.command("note")(note)
-    app.command("reinstate")(reinstate)
+    app.command("start", epilog=examples("velory start PF1K2X9Z"))(start)
+    app.command("order", epilog=examples("velory order PF1K2X9Z --model 'MacBook Air 13\" M4'"))(
+        order
+    )
+    app.command(
+        "deliver",
+        epilog=examples(
+            "velory deliver PF1K2X9Z --new-serial C02ZK1QX",
+            "velory deliver PF1K2X9Z --new-serial C02ZK1QX --model 'MacBook Air 15\"'",
+        ),
+    )(deliver)
+    app.command(
+        "confirm-return",
+        epilog=examples(
+            "velory confirm-return PF1K2X9Z",
+            "velory confirm-return PF1K2X9Z --bought-out --note 'Invoice 4471'",
+            "velory confirm-return --file returned.txt --dry-run",
+        ),
+    )(confirm_return)
+    app.command(
+        "release",
+        epilog=examples(
+            "velory release PF1K2X9Z                 # asks first at a terminal",
+            "velory release --file released.txt --yes",
+            "grep -v '^#' list.txt | velory release --file - --dry-run",
+        ),
+    )(release)
+    app.command("note", epilog=examples("velory note PF1K2X9Z 'Screen replaced under warranty'"))(
+        note
+    )
+    app.command(
+        "reinstate",
+        epilog=examples("velory reinstate PF1K2X9Z --reason 'Released by mistake, still in use'"),
+    )(reinstate)

@@ -10,11 +10,15 @@ import typer
 
 from velory_cli.commands.common import (
     DATE,
+    DIR,
     AllOption,
     CsvOption,
     JsonOption,
     LimitOption,
+    N,
     check_limit,
+    examples,
+    group,
     now_utc,
     output_mode,
     parse_as_of,
@@ -26,17 +30,23 @@ if TYPE_CHECKING:
     from velory_cli.notices import SendReport
     from velory_cli.render import Column
 
-notices_app = typer.Typer(
-    name="notices",
-    help="Renewal notices and personal-data reminders: send the due ones (cron), list them.",
-    no_args_is_help=True,
+notices_app = group(
+    "notices",
+    "Renewal notices and personal-data reminders: send the due ones (cron), list them.",
 )
 
 # How each outcome reads in the dry-run table.
 WOULD = {"pending": "would send", "cancelled": "would cancel", "skipped": "skipped"}
 
 
-@notices_app.command("send")
+@notices_app.command(
+    "send",
+    epilog=examples(
+        "velory notices send                       # the daily cron job",
+        "velory notices send --dry-run             # what would go, changing nothing",
+        "velory notices send --outbox ./mails      # .eml files instead of SMTP",
+    ),
+)
 def send(
     ctx: typer.Context,
     as_of: Annotated[
@@ -52,6 +62,7 @@ def send(
         int | None,
         typer.Option(
             "--lead-days",
+            metavar=N,
             min=0,
             max=MAX_DAYS_AHEAD,
             help="Days before the renewal date a notice is due (default lead_days, else 30).",
@@ -65,6 +76,7 @@ def send(
         Path | None,
         typer.Option(
             "--outbox",
+            metavar=DIR,
             help="Write one .eml file per mail into this folder instead of using SMTP.",
             show_default=False,
         ),
@@ -167,16 +179,24 @@ def _dry_run_rows(report: SendReport) -> Iterable[dict[str, Any]]:
         yield row
 
 
-@notices_app.command("list")
+@notices_app.command(
+    "list",
+    epilog=examples(
+        "velory notices list --status failed",
+        "velory notices list --csv > notices.csv",
+    ),
+)
 def list_command(
     ctx: typer.Context,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this state: pending, sending, sent, failed, cancelled."),
+        typer.Option(
+            metavar="STATE", help="Only this state: pending, sending, sent, failed, cancelled."
+        ),
     ] = None,
     kind: Annotated[
         str | None,
-        typer.Option(help="Only this kind: renewal, personal_data, reminder_DAYS."),
+        typer.Option(metavar="KIND", help="Only this kind: renewal, personal_data, reminder_DAYS."),
     ] = None,
     limit: LimitOption = None,
     all_rows: AllOption = False,
