@@ -184,3 +184,41 @@ def test_a_listing_to_a_pipe_has_every_column_and_every_cell_whole(run: Run, fle
         for key in ("serial", "model", "user_name", "user_email", "renewal_date"):
             assert str(row[key]) in line, key
     assert "not shown" not in result.stdout + result.stderr
+
+
+def test_the_release_prompt_names_what_it_releases_and_what_it_refuses(
+    run: Run, env: dict[str, str], fleet: None
+) -> None:
+    rows = [
+        row for row in json_out(run(["devices", "--json"])) if "Dustin" not in row["distributor"]
+    ]
+    ready, other = rows[0]["serial"], rows[1]["serial"]
+    for step in (["start", ready], ["confirm-return", ready]):
+        assert run(step).returncode == 0
+    args = ["release", ready, other, "NOPE"]
+    declined = run_in_terminal(args, columns=80, env=env, answer=("[y/N]", "n\n"))
+    assert declined.returncode == 1, declined.text
+    flat = " ".join(declined.text.split())
+    assert f"error: will be refused: {other} is active" in flat
+    assert "error: will be refused: NOPE: no such device" in flat
+    assert f"{other} and NOPE will be refused (see above)." in flat
+    assert f"Release {ready}? [y/N]" in flat
+    assert "Nothing released." in flat
+    assert json_out(run(["show", ready, "--json"]))["status"] == "return_confirmed"
+    accepted = run_in_terminal(args, columns=80, env=env, answer=("[y/N]", "y\n"))
+    assert accepted.returncode == 1  # two were refused
+    assert "1 released, 0 unchanged, 2 refused." in accepted.text
+    assert json_out(run(["show", ready, "--json"]))["status"] == "removed"
+
+
+def test_the_release_prompt_counts_many_devices(run: Run, env: dict[str, str], fleet: None) -> None:
+    rows = json_out(run(["devices", "--json"]))
+    serials = [row["serial"] for row in rows if "Dustin" not in row["distributor"]][:8]
+    for serial in serials:
+        assert run(["start", serial]).returncode == 0
+        assert run(["confirm-return", serial]).returncode == 0
+    screen = run_in_terminal(["release", *serials], columns=80, env=env, answer=("[y/N]", "n\n"))
+    flat = " ".join(screen.text.split())
+    first = ", ".join(serials[:3])
+    assert f"Release 8 devices ({first}, … and 5 more)? [y/N]" in flat
+    assert screen.returncode == 1

@@ -183,7 +183,7 @@ def release(
             preview = release_devices(
                 store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True
             )
-            if preview.succeeded and not _confirm_release(preview.succeeded):
+            if preview.succeeded and not _confirm_release(preview):
                 render.info("Nothing released.")
                 raise typer.Exit(1)
         report = release_devices(
@@ -238,9 +238,25 @@ def _interactive() -> bool:
     )
 
 
-def _confirm_release(count: int) -> bool:
-    devices = "device" if count == 1 else "devices"
-    return typer.confirm(f"{RELEASE_MEANS}\nRelease {count} {devices}?", default=False, err=True)
+def _confirm_release(preview: ActionReport) -> bool:
+    """Ask before releasing, naming what will be released (the serials when few, a count when
+    many) after the refusals, so the admin decides knowing both."""
+    from velory_cli import render
+    from velory_cli.wording import count, listing, was_were
+
+    for result in preview.results:
+        if result.error:
+            render.error(f"will be refused: {result.error}")
+    released = [result.serial for result in preview.results if result.ok and result.changed]
+    unchanged = [result.serial for result in preview.results if result.ok and not result.changed]
+    refused = [result.serial for result in preview.results if not result.ok]
+    lines = [RELEASE_MEANS]
+    if refused:
+        lines.append(f"{listing(refused)} will be refused (see above).")
+    if unchanged:
+        lines.append(f"{listing(unchanged)} {was_were(len(unchanged))} released already.")
+    lines.append(f"Release {listing(released)}?" if released else f"Release {count(0, 'device')}?")
+    return typer.confirm("\n".join(lines), default=False, err=True)
 
 
 def _serials(arguments: list[str] | None, file: str | None) -> list[str]:
