@@ -361,7 +361,7 @@ def test_release_at_a_terminal_asks_once_and_declined_releases_nothing(
     seed(db, ("R1", {"status": "return_confirmed"}), ("R2", {"status": "return_confirmed"}))
     result = invoke(["release", "R1", "R2"], input="n\n")
     assert result.exit_code == 1
-    assert result.stderr.count("Release 2 devices?") == 1
+    assert result.stderr.count("Release R1 and R2?") == 1
     assert "no longer in MDM or any company system" in result.stderr
     assert "hardware view and the company assets" in result.stderr
     assert "Nothing released." in result.stderr
@@ -385,7 +385,7 @@ def test_yes_and_dry_run_never_ask(
     seed(db, ("R1", {"status": "return_confirmed"}))
     result = invoke(["release", "R1", *args])
     assert result.exit_code == 0, result.output
-    assert "Release 1 device?" not in result.stderr
+    assert "Release R1?" not in result.stderr
 
 
 def test_nothing_to_release_asks_nothing(invoke: Invoke, db: Path, at_a_terminal: None) -> None:
@@ -400,7 +400,7 @@ def test_without_a_terminal_release_does_not_ask(invoke: Invoke, db: Path) -> No
     seed(db, ("R1", {"status": "return_confirmed"}))
     result = invoke(["release", "R1"])
     assert result.exit_code == 0, result.output
-    assert "Release 1 device?" not in result.stderr
+    assert "Release R1?" not in result.stderr
     assert status(db, "R1") == "removed"
 
 
