@@ -222,3 +222,39 @@ def test_the_release_prompt_counts_many_devices(run: Run, env: dict[str, str], f
     first = ", ".join(serials[:3])
     assert f"Release 8 devices ({first}, … and 5 more)? [y/N]" in flat
     assert screen.returncode == 1
+
+
+def test_the_demo_reads_well_at_80_columns(env: dict[str, str]) -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    screen = run_in_terminal(["demo", "--keep"], columns=80, env=env, timeout=120)
+    assert screen.returncode == 0, screen.text
+    assert "Traceback" not in screen.text
+    assert max(len(line.rstrip()) for line in screen.lines) <= 80
+    steps = re.split(r"\n(?=Step \d+\. )", screen.text)
+    assert len(steps) == 16  # the introduction and 15 steps
+    assert max(len(step.splitlines()) for step in steps) <= 40  # about a screenful each
+    kept = next(line for line in screen.lines if "are kept in" in line)
+    folder = Path(kept.rsplit(" in ", 1)[1].rstrip("."))
+    recipient = re.search(r"The one to (\S+):", screen.text)
+    subject = re.search(r"Subject: (.*)", screen.text)
+    assert recipient is not None and subject is not None
+    try:
+        for path in (folder / "outbox").glob("*.eml"):
+            message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+            if recipient[1] in str(message["To"]) and message["Subject"] == subject[1]:
+                body = message.get_body(preferencelist=("plain",))
+                assert body is not None
+                mail = body.get_content()
+                break
+        else:
+            raise AssertionError("the mail shown is not in the outbox")
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+    # The mail shown is the mail sent, word for word: wrapped at words, never inside one.
+    shown = screen.text.split("Subject: ", 1)[1].split("\nStep 4. ", 1)[0]
+    shown = shown.split("\n", 1)[1]  # after the subject line
+    assert shown.split() == mail.split()

@@ -79,7 +79,9 @@ def _env_width() -> int:
 
 def info(text: str, style: str | None = None) -> None:
     """A message for the person at the terminal; stderr, so stdout stays the result."""
-    console(stderr=True).print(_text(text, style), soft_wrap=True)
+    # Wrapped at words to a terminal's width; a pipe's width is unbounded, so a log gets one
+    # line.
+    console(stderr=True).print(_text(text, style))
 
 
 def warn(text: str) -> None:
@@ -513,6 +515,7 @@ def key_values(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) ->
 
     grid = Table(
         title=_text(title, "table.title") if title else None,
+        title_justify="left",
         show_header=False,
         box=None,
         padding=(0, 2, 0, 0),
@@ -541,7 +544,8 @@ def heading(text: str) -> None:
 
 
 def line(text: str = "", style: str | None = None) -> None:
-    _print(console(), _text(text, style), soft_wrap=True)
+    """A line of text, wrapped at words at a terminal, whole in a pipe or a file."""
+    _print(console(), _text(text, style))
 
 
 # ---- progress ----------------------------------------------------------------------------

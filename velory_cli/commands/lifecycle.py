@@ -293,6 +293,10 @@ def _finish(report: ActionReport, json_out: bool) -> None:
 
     if json_out:
         render.emit_json(report.to_dict())
+    elif len(report.results) == 1:
+        # One device: one line says it; a table of one row would only frame it.
+        row = next(iter(_result_rows(report)))
+        render.line(f"{row['serial']}: {row['result']} ({row['status_label']})")
     else:
         render.table(
             _result_columns(),
