@@ -448,24 +448,30 @@ def _stream_table(
     source = iter(rows)
     remaining = islice(source, limit) if limit is not None else source
     right = [column.justify == "right" for column in columns]
-    count = 0
     with _results_to(stream):
         widths: list[int] | None = None
         while True:
             chunk = [_pipe_cells(columns, row) for row in islice(remaining, PIPE_CHUNK)]
             if not chunk:
                 break
-            count += len(chunk)
-            grown = [max(_width(row[i]) for row in chunk) for i in range(len(columns))]
+            # Each cell's width, measured once: a cell of ASCII (nearly all) is its length.
+            measured = [[_width(text) for text in cells] for cells in chunk]
+            grown = [max(row[i] for row in measured) for i in range(len(columns))]
             if widths is None:
                 widths = [max(_width(c.header), w) for c, w in zip(columns, grown, strict=True)]
                 if title:
                     stream.write(_pipe_line(title) + "\n")
-                stream.write(_row_line([c.header for c in columns], widths, right) + "\n")
+                headers = [c.header for c in columns]
+                stream.write(_row_line(headers, [_width(h) for h in headers], widths, right) + "\n")
                 stream.write("  ".join("─" * w for w in widths) + "\n")
             else:
                 widths = [max(a, b) for a, b in zip(widths, grown, strict=True)]
-            stream.write("".join(_row_line(row, widths, right) + "\n" for row in chunk))
+            stream.write(
+                "".join(
+                    _row_line(cells, sizes, widths, right) + "\n"
+                    for cells, sizes in zip(chunk, measured, strict=True)
+                )
+            )
         if widths is None:
             stream.write(empty + "\n")
     more = sum(1 for _ in source)
@@ -474,7 +480,19 @@ def _stream_table(
 
 
 def _pipe_cells(columns: Sequence[Column], row: Mapping[str, Any]) -> list[str]:
-    return [_pipe_line(cell_text(column, row)) for column in columns]
+    cells = []
+    for column in columns:
+        value = row.get(column.key)
+        if column.format is not None:
+            text = column.format(value)
+        elif isinstance(value, str):
+            text = value
+        else:
+            text = "" if value is None else str(value)
+        if not text.isprintable():
+            text = _pipe_line(cell_text(column, row))
+        cells.append(text)
+    return cells
 
 
 def _pipe_line(text: str) -> str:
@@ -489,11 +507,13 @@ def _width(text: str) -> int:
     return cell_len(text)
 
 
-def _row_line(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool]) -> str:
-    parts = []
-    for text, width, to_right in zip(cells, widths, right, strict=True):
-        pad = width - _width(text)
-        parts.append(" " * pad + text if to_right else text + " " * pad)
+def _row_line(
+    cells: Sequence[str], sizes: Sequence[int], widths: Sequence[int], right: Sequence[bool]
+) -> str:
+    parts = [
+        " " * (width - size) + text if to_right else text + " " * (width - size)
+        for text, size, width, to_right in zip(cells, sizes, widths, right, strict=True)
+    ]
     return "  ".join(parts).rstrip()
 
 

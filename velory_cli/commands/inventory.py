@@ -28,10 +28,15 @@ from velory_cli.models import DEVICE_KEYS, DEVICE_STATUSES, Device, distributor_
 def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
     from velory_cli.lifecycle import status_label
 
+    # A fleet has a handful of distributors: each is labelled once, not once a device.
+    labels: dict[str | None, str] = {}
     for device in devices:
         row = device.to_dict()
         row["status_label"] = status_label(device.status, device.outcome)
-        row["distributor_label"] = distributor_label(device.distributor)
+        label = labels.get(device.distributor)
+        if label is None:
+            label = labels[device.distributor] = distributor_label(device.distributor)
+        row["distributor_label"] = label
         yield row
 
 
