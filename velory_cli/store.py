@@ -844,10 +844,14 @@ class Store:
         """``renewals_due`` as plain rows: the values of ``DEVICE_COLUMNS``, then the notice's
         state. Rows, not ``Device`` objects: a fleet's renewals run to tens of thousands, and
         ``velory renewals --json`` turns them into JSON at once."""
+        return list(self.iter_renewals_rows(until, where))
+
+    def iter_renewals_rows(self, until: str, where: DeviceFilter) -> Iterator[tuple[Any, ...]]:
+        """``renewals_rows`` as SQLite yields them, never all held at once."""
         sql, params = _renewals_sql(until, where)
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        return cursor.execute(sql, params).fetchall()
+        return iter(cursor.execute(sql, params))
 
     def renewals_query_plan(self, until: str, where: DeviceFilter) -> list[str]:
         """How SQLite runs the renewals query: one line a step of EXPLAIN QUERY PLAN."""

@@ -30,7 +30,10 @@ from velory_cli.config import MAX_DAYS_AHEAD
 from velory_cli.models import DEVICE_STATUSES, REMOVED
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from velory_cli.render import Column
+    from velory_cli.renewals import Renewal
 
 # The statuses renewals may be asked for: it never lists removed devices.
 _NOT_REMOVED = tuple(status for status in DEVICE_STATUSES if status != REMOVED)
@@ -66,10 +69,8 @@ def renewals(
     csv_out: CsvOption = False,
 ) -> None:
     """Devices renewing within --within days of --as-of, overdue ones too, soonest first."""
-    from velory_cli import render
-    from velory_cli.renewals import RENEWAL_KEYS, renewals_due
+    from velory_cli.renewals import iter_renewals_due
     from velory_cli.store import DeviceFilter
-    from velory_cli.wording import count
 
     mode = output_mode(json_out, csv_out)
     check_limit(limit, all_rows)
@@ -80,7 +81,23 @@ def renewals(
         distributor=distributor,
     )
     with state(ctx).store() as store:
-        due = renewals_due(store, as_of=day, within_days=within, where=where)
+        due = iter_renewals_due(store, as_of=day, within_days=within, where=where)
+        _show_renewals(due, mode, within=within, day=day, limit=limit, all_rows=all_rows)
+
+
+def _show_renewals(
+    due: Iterable[Renewal],
+    mode: str,
+    *,
+    within: int,
+    day: date,
+    limit: int | None,
+    all_rows: bool,
+) -> None:
+    from velory_cli import render
+    from velory_cli.renewals import RENEWAL_KEYS
+    from velory_cli.wording import count
+
     if mode == "json":
         render.emit_json([renewal.to_dict() for renewal in due])
     elif mode == "csv":
