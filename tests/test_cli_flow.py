@@ -133,13 +133,12 @@ def test_a_blank_serial_is_a_usage_error(invoke: Invoke, db: Path, args: list[st
 # ---- the actions -----------------------------------------------------------------------------
 
 
-def test_start_prints_a_result_table(invoke: Invoke, db: Path) -> None:
+def test_start_prints_its_result_in_one_line(invoke: Invoke, db: Path) -> None:
     seed(db, ("A1", {}))
     result = invoke(["start", " a1 "])
     assert result.exit_code == 0, result.output
-    assert "A1" in result.stdout
-    assert "started" in result.stdout
-    assert "Active – pending return" in result.stdout
+    assert result.exception is None
+    assert result.stdout == "A1: started (Active – pending return)\n"
     assert "1 started, 0 unchanged, 0 refused." in result.stderr
     again = invoke(["start", "A1", "--json"])
     assert again.exit_code == 0, again.output

@@ -155,22 +155,28 @@ def test_a_pipe_gets_every_column_and_every_cell_whole(capsys: pytest.CaptureFix
     assert "not shown" not in text and "more" not in text
 
 
-def test_a_pipe_streams_rows_as_they_come(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_pipe_streams_rows_as_they_come(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows are written a chunk at a time, never all held: a generator that would run out of
     memory if collected is fine, and a wider cell later widens the columns from there on."""
-    taken: list[int] = []
+    written_before_the_last_chunk: list[int] = []
 
     def rows() -> Iterator[dict[str, str]]:
         for number in range(render.PIPE_CHUNK * 3):
-            taken.append(number)
+            if number == render.PIPE_CHUNK * 2:
+                # The first two chunks are out before the third is read from the store.
+                written_before_the_last_chunk.append(len(pipe.getvalue().splitlines()))
             serial = "S" * 30 if number == render.PIPE_CHUNK * 2 else f"S{number}"
             yield {"serial": serial, "user_email": "a@x.se", "renewal_date": "2026-12-01"}
 
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", pipe)
     render.table(FLEET_COLUMNS[:1] + FLEET_COLUMNS[3:4], rows())
-    lines = capsys.readouterr().out.splitlines()
+    lines = pipe.getvalue().splitlines()
+    assert written_before_the_last_chunk == [2 + render.PIPE_CHUNK * 2]
     assert len(lines) == 2 + render.PIPE_CHUNK * 3
-    assert "S" * 30 + "  a@x.se" in lines[2 + render.PIPE_CHUNK * 2]
-    assert len(taken) == render.PIPE_CHUNK * 3
+    # The earlier rows keep the widths they were written with; from the wide cell on, wider.
+    assert lines[2] == "S0".ljust(len("Serial")) + "  a@x.se"
+    assert lines[2 + render.PIPE_CHUNK * 2] == "S" * 30 + "  a@x.se"
 
 
 def test_a_listing_at_a_terminal_stops_at_the_limit_and_says_how_many_more(
