@@ -354,6 +354,9 @@ def test_the_serial_keys_step_keeps_two_devices_that_fold_alike(tmp_path: Path) 
 
 
 def test_emails_beyond_ascii_match_in_any_spelling(tmp_path: Path) -> None:
+
+
+def test_count_devices_counts_what_iter_devices_yields(tmp_path: Path) -> None:
     from tests.factory import add_device
     from velory_cli.store import DeviceFilter
 
@@ -362,3 +365,16 @@ def test_emails_beyond_ascii_match_in_any_spelling(tmp_path: Path) -> None:
         for spelling in ("åsa.ek@x.se", "A\u030asa.ek@X.se"):
             found = store.devices(DeviceFilter(user_email=spelling))
             assert [d.serial for d in found] == ["E1"], spelling
+
+
+        add_device(store, "A1", user_email="a@x.se", distributor="Atea")
+        add_device(store, "A2", user_email="A@x.se", distributor="Dustin AB")
+        add_device(store, "A3", user_email="b@x.se", status="removed")
+        for where in (
+            DeviceFilter(),
+            DeviceFilter(include_removed=True),
+            DeviceFilter(status="removed"),
+            DeviceFilter(user_email="a@X.se"),
+            DeviceFilter(distributor="dustin"),
+        ):
+            assert store.count_devices(where) == len(list(store.iter_devices(where))), where

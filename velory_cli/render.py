@@ -41,6 +41,11 @@ def _stream(stderr: bool = False) -> IO[str]:
     return _Nowhere() if stream is None else stream
 
 
+def stdout_is_terminal() -> bool:
+    """Whether results go to a person at a terminal (tables then show the first rows only)."""
+    return _is_terminal(_stream())
+
+
 def _is_terminal(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
@@ -319,12 +324,14 @@ def table(
     all_rows: bool = False,
     noun: str = "row",
     also: str = "--json or --csv",
+    total: int | None = None,
 ) -> None:
     """A table for people: at a terminal, fitted to its width by choosing what to show (never
     by cutting a cell) and stopped after ``limit`` rows (default ``DEFAULT_LIMIT``; ``all_rows``:
     none); in a pipe or a file, every column and every row in full, written as the rows come.
     ``noun`` counts the rows in the line that says how many more there are; ``also`` names the
-    options that show everything."""
+    options that show everything. ``total``: how many rows there are, when the caller can
+    tell cheaply; a terminal then never reads the rows it does not show."""
     out = console()
     terminal = _is_terminal(out.file)
     if all_rows:
@@ -338,7 +345,7 @@ def table(
         return
     remaining = iter(rows)
     shown = list(islice(remaining, limit)) if limit is not None else list(remaining)
-    more = sum(1 for _ in remaining)
+    more = total - len(shown) if total is not None else sum(1 for _ in remaining)
     if not shown:
         _print(out, _text(empty))
         return

@@ -499,23 +499,18 @@ class Store:
     def iter_devices(self, where: DeviceFilter = DeviceFilter()) -> Iterator[Device]:
         """The devices ``where`` picks, by user then serial, as the rows come: a listing of a
         whole fleet to a pipe never holds it all."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.status:
-            clauses.append("status = ?")
-            params.append(where.status)
-        elif not where.include_removed:
-            clauses.append(_IS_NOT_REMOVED)
-        if where.user_email:
-            _add_equals(clauses, params, "user_email", where.user_email)
-        if where.distributor:
-            _add_contains(clauses, params, "distributor", where.distributor)
-        sql = _DEVICE_SELECT
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
+        condition, params = _devices_where(where)
+        sql = _DEVICE_SELECT + condition
         sql += " ORDER BY user_email IS NULL, user_email COLLATE NOCASE, serial"
         for row in self.conn.execute(sql, params):
             yield _device(row)
+
+    def count_devices(self, where: DeviceFilter = DeviceFilter()) -> int:
+        """How many devices ``iter_devices`` would yield, without reading them."""
+        condition, params = _devices_where(where)
+        return int(
+            self.conn.execute("SELECT count(*) FROM devices" + condition, params).fetchone()[0]
+        )
 
     def iter_all_devices(self) -> Iterator[Device]:
         """Every device, removed ones too, in serial order, without holding them all."""
@@ -898,6 +893,22 @@ class StatusChange:
     outcome: str | None
     details: dict[str, Any] | None = None
     note: str | None = None
+
+
+def _devices_where(where: DeviceFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or empty) and parameters of a device filter."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.status:
+        clauses.append("status = ?")
+        params.append(where.status)
+    elif not where.include_removed:
+        clauses.append(_IS_NOT_REMOVED)
+    if where.user_email:
+        _add_equals(clauses, params, "user_email", where.user_email)
+    if where.distributor:
+        _add_contains(clauses, params, "distributor", where.distributor)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:

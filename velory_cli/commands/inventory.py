@@ -65,9 +65,10 @@ def show_devices(
     empty: str,
     limit: int | None = None,
     all_rows: bool = False,
+    total: int | None = None,
 ) -> None:
     """Devices as JSON, CSV (written as they come) or a table (at a terminal, the first
-    ``limit``; to a pipe, every one, as they come)."""
+    ``limit``; to a pipe, every one, as they come). ``total``: how many there are."""
     from velory_cli import render
 
     if mode == "json":
@@ -83,6 +84,7 @@ def show_devices(
             limit=limit,
             all_rows=all_rows,
             noun="device",
+            total=total,
         )
 
 
@@ -109,6 +111,7 @@ def devices(
 ) -> None:
     """Company assets: every device not removed."""
     from velory_cli.inventory import iter_devices
+    from velory_cli.render import stdout_is_terminal
     from velory_cli.store import DeviceFilter
 
     mode = output_mode(json_out, csv_out)
@@ -121,8 +124,17 @@ def devices(
     )
     with state(ctx).store() as store:
         found = iter_devices(store, where)
+        # At a terminal the table stops after --limit rows: the store counts the rest, so a
+        # fleet of a million is not read to say how many more there are.
+        total = store.count_devices(where) if mode == "table" and stdout_is_terminal() else None
         show_devices(
-            found, mode, title="Company assets", empty="No devices.", limit=limit, all_rows=all_rows
+            found,
+            mode,
+            title="Company assets",
+            empty="No devices.",
+            limit=limit,
+            all_rows=all_rows,
+            total=total,
         )
 
 
