@@ -15,7 +15,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from velory_cli import __version__
 from velory_cli.errors import VeloryError
@@ -127,23 +127,18 @@ def _build(module_name: str) -> dict[str, Any]:
 def _store_first(commands: typer.Typer, prefix: str = "") -> None:
     """Make every command registered on ``commands`` (its groups' too) but those of
     ``CREATE_STORE`` a ``StoreCommand``."""
+    from velory_cli.commands.common import StoreCommand, VeloryCommand
+
     for info in commands.registered_commands:
-        if prefix + (info.name or "") not in CREATE_STORE and info.cls in (None, TyperCommand):
+        if prefix + (info.name or "") not in CREATE_STORE and info.cls in (
+            None,
+            TyperCommand,
+            VeloryCommand,
+        ):
             info.cls = StoreCommand
     for group in commands.registered_groups:
         if group.typer_instance is not None:
             _store_first(group.typer_instance, f"{prefix}{group.name} ")
-
-
-class StoreCommand(TyperCommand):
-    """A command that needs the store: once Click has read its options (a usage error and
-    --help come first), a missing store is found before the command does anything else."""
-
-    def invoke(self, ctx: Any) -> Any:
-        from velory_cli.commands import common
-
-        common.state(ctx).require_store()
-        return super().invoke(ctx)
 
 
 class VeloryGroup(TyperGroup):

@@ -186,6 +186,15 @@ class VeloryCommand(TyperCommand):
         ]
 
 
+class StoreCommand(VeloryCommand):
+    """A command that needs the store: once Click has read its options (a usage error and
+    --help come first), a missing store is found before the command does anything else."""
+
+    def invoke(self, ctx: Any) -> Any:
+        state(ctx).require_store()
+        return super().invoke(ctx)
+
+
 class VeloryTyper(typer.Typer):
     """A Typer app whose commands are ``VeloryCommand``s, for velory's commands and groups."""
 
