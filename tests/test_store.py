@@ -354,9 +354,6 @@ def test_the_serial_keys_step_keeps_two_devices_that_fold_alike(tmp_path: Path) 
 
 
 def test_emails_beyond_ascii_match_in_any_spelling(tmp_path: Path) -> None:
-
-
-def test_count_devices_counts_what_iter_devices_yields(tmp_path: Path) -> None:
     from tests.factory import add_device
     from velory_cli.store import DeviceFilter
 
@@ -367,6 +364,11 @@ def test_count_devices_counts_what_iter_devices_yields(tmp_path: Path) -> None:
             assert [d.serial for d in found] == ["E1"], spelling
 
 
+def test_count_devices_counts_what_iter_devices_yields(tmp_path: Path) -> None:
+    from tests.factory import add_device
+    from velory_cli.store import DeviceFilter
+
+    with Store.open(tmp_path / "velory.db") as store:
         add_device(store, "A1", user_email="a@x.se", distributor="Atea")
         add_device(store, "A2", user_email="A@x.se", distributor="Dustin AB")
         add_device(store, "A3", user_email="b@x.se", status="removed")
