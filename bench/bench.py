@@ -120,13 +120,19 @@ class Outcome:
 
 
 def run_measured(
-    command: list[str], *, env: dict[str, str] | None = None, stdin: str | None = None
+    command: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    to_pipe: bool = False,
 ) -> tuple[float, int]:
-    """Wall time and peak memory (KiB) of one subprocess; a failure stops the benchmark."""
+    """Wall time and peak memory (KiB) of one subprocess; a failure stops the benchmark.
+    ``to_pipe``: stdout is a pipe this process reads to the end (as ``| wc -l`` would), not
+    /dev/null."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if to_pipe else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
@@ -136,6 +142,10 @@ def run_measured(
         assert process.stdin is not None
         process.stdin.write(stdin)
         process.stdin.close()
+    if to_pipe:
+        assert process.stdout is not None
+        while process.stdout.read(1 << 20):
+            pass
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -459,6 +469,43 @@ def renewals_case(rows: int, repeat: int, work: Path) -> Outcome:
 
     mine, base = interleave(repeat, velory, bare)
     return outcome("renewals --json", rows, mine, base, "s", 1.5)
+
+
+def table_case(rows: int, repeat: int, work: Path) -> list[Outcome]:
+    """`velory devices` (a table) to a pipe against `velory devices --csv` to a pipe: the
+    table streams, so it costs little more than CSV, in time and in memory."""
+    fleet = make_fleet(rows)
+    db = work / f"reimport-template-{rows}.db"
+    if not db.exists():
+        run_measured([*VELORY, "import", str(fleet), "--json"], env=velory_env(db))
+    peaks: dict[str, int] = {}
+
+    def listing(*options: str) -> Callable[[], float]:
+        def measure() -> float:
+            elapsed, peak = run_measured(
+                [*VELORY, "devices", *options], env=velory_env(db), to_pipe=True
+            )
+            peaks[" ".join(options)] = max(peaks.get(" ".join(options), 0), peak)
+            return elapsed
+
+        return measure
+
+    mine, base = interleave(repeat, listing(), listing("--csv"))
+    table_mib, csv_mib = peaks[""] / 1024, peaks["--csv"] / 1024
+    return [
+        outcome("table of devices to a pipe vs its --csv", rows, mine, base, "s", 2.0),
+        Outcome(
+            "peak memory, table to a pipe (MiB)",
+            rows,
+            round(table_mib, 1),
+            round(csv_mib, 1),
+            round(table_mib / csv_mib, 2),
+            "MiB",
+            "<= 100 MiB",
+            table_mib <= 100,
+            "baseline: the same listing as --csv",
+        ),
+    ]
 
 
 def startup_cases(repeat: int, work: Path) -> list[Outcome]:
@@ -801,6 +848,7 @@ def main() -> None:
             reimport_case(big, args.repeat, w, edited=1),
         ],
         "renewals": lambda w: [renewals_case(big, args.repeat, w)],
+        "table": lambda w: table_case(big, args.repeat, w),
         "notices": lambda w: [notices_case(200 if args.quick else 2_000, args.repeat, w)],
         "release": lambda w: [release_case(1_000 if args.quick else 10_000, args.repeat, w)],
         "memory": lambda w: memory_cases(sorted({mid, big}), w),

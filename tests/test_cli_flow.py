@@ -133,13 +133,12 @@ def test_a_blank_serial_is_a_usage_error(invoke: Invoke, db: Path, args: list[st
 # ---- the actions -----------------------------------------------------------------------------
 
 
-def test_start_prints_a_result_table(invoke: Invoke, db: Path) -> None:
+def test_start_prints_its_result_in_one_line(invoke: Invoke, db: Path) -> None:
     seed(db, ("A1", {}))
     result = invoke(["start", " a1 "])
     assert result.exit_code == 0, result.output
-    assert "A1" in result.stdout
-    assert "started" in result.stdout
-    assert "Active – pending return" in result.stdout
+    assert result.exception is None
+    assert result.stdout == "A1: started (Active – pending return)\n"
     assert "1 started, 0 unchanged, 0 refused." in result.stderr
     again = invoke(["start", "A1", "--json"])
     assert again.exit_code == 0, again.output
@@ -361,7 +360,7 @@ def test_release_at_a_terminal_asks_once_and_declined_releases_nothing(
     seed(db, ("R1", {"status": "return_confirmed"}), ("R2", {"status": "return_confirmed"}))
     result = invoke(["release", "R1", "R2"], input="n\n")
     assert result.exit_code == 1
-    assert result.stderr.count("Release 2 devices?") == 1
+    assert result.stderr.count("Release R1 and R2?") == 1
     assert "no longer in MDM or any company system" in result.stderr
     assert "hardware view and the company assets" in result.stderr
     assert "Nothing released." in result.stderr
@@ -385,7 +384,7 @@ def test_yes_and_dry_run_never_ask(
     seed(db, ("R1", {"status": "return_confirmed"}))
     result = invoke(["release", "R1", *args])
     assert result.exit_code == 0, result.output
-    assert "Release 1 device?" not in result.stderr
+    assert "Release R1?" not in result.stderr
 
 
 def test_nothing_to_release_asks_nothing(invoke: Invoke, db: Path, at_a_terminal: None) -> None:
@@ -400,7 +399,7 @@ def test_without_a_terminal_release_does_not_ask(invoke: Invoke, db: Path) -> No
     seed(db, ("R1", {"status": "return_confirmed"}))
     result = invoke(["release", "R1"])
     assert result.exit_code == 0, result.output
-    assert "Release 1 device?" not in result.stderr
+    assert "Release R1?" not in result.stderr
     assert status(db, "R1") == "removed"
 
 
@@ -454,6 +453,24 @@ def test_renewals_table_and_csv(invoke: Invoke, db: Path) -> None:
         ("SOON", "4"),
         ("EDGE", "30"),
     ]
+
+
+@pytest.mark.parametrize("as_of", ["2026-06-01", "01.06.2026", "1.6.2026", "2026/06/01"])
+def test_as_of_takes_the_dates_an_import_takes(invoke: Invoke, db: Path, as_of: str) -> None:
+    renewal_fleet(db)
+    result = invoke(["renewals", "--as-of", as_of, "--within", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert [(r["serial"], r["days_left"]) for r in json_out(result)] == [("LATE", -7), ("SOON", 4)]
+
+
+def test_an_ambiguous_as_of_is_a_usage_error_that_says_why(invoke: Invoke, db: Path) -> None:
+    result = invoke(["renewals", "--as-of", "03/04/2026"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # the clean exit, not a crash
+    assert result.stdout == ""
+    assert "--as-of: '03/04/2026' is ambiguous" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

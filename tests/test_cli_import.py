@@ -65,7 +65,7 @@ def test_json_summary(invoke: Invoke, tmp_path: Path) -> None:
         ],
     }
     assert (summary["format"], summary["encoding"]) == ("csv", "utf-8")
-    assert "1 invalid rows were not imported" in result.stderr
+    assert "1 invalid row was not imported" in result.stderr
 
 
 def test_an_invalid_row_exits_65_with_the_summary_and_writes_nothing(
@@ -534,3 +534,22 @@ def test_bulk_commands_tell_serials_apart_as_fold_does(invoke: Invoke, tmp_path:
     assert outcome["results"][2]["error"] == "I1: no such device"
     shown = invoke(["show", "SS1", "--json"])
     assert shown.exit_code == 0 and json_out(shown)["serial"] == "ß1"
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        ("A1,not-an-email,2026-01-01\n", "1 of 1 rows is invalid; nothing was written"),
+        (
+            "A1,not-an-email,2026-01-01\nA2,also-not,2026-01-01\nA3,c@x.se,2026-01-01\n",
+            "2 of 3 rows are invalid; nothing was written",
+        ),
+    ],
+)
+def test_the_count_of_invalid_rows_reads_as_english(
+    invoke: Invoke, tmp_path: Path, rows: str, said: str
+) -> None:
+    source = write(tmp_path, "devices.csv", "Serial,Email,Renewal Date\n" + rows)
+    result = invoke(["import", str(source)])
+    assert result.exit_code == 65
+    assert said in result.stderr

@@ -60,7 +60,7 @@ def test_send_mails_the_due_devices_and_prints_one_summary_line(
     assert result.exit_code == 0, result.output
     assert sorted(smtp_server.recipients()) == ["a@example.com", "b@example.com"]
     assert result.stdout.strip().splitlines() == [
-        "Notices: 2 sent, 0 failed, 0 pending, 0 skipped (no email), 0 cancelled."
+        "Sent 2 notices in 2 mails; 0 failed, 0 pending, 0 skipped (no email), 0 cancelled."
     ]
     assert result.stderr == ""
 
@@ -100,7 +100,7 @@ def test_json_goes_to_stdout_and_the_summary_to_stderr(
             "renewal_date": "2026-11-20",
         }
     ]
-    assert "Notices: 1 sent" in result.stderr
+    assert "Sent 1 notice in 1 mail;" in result.stderr
     assert "NOMAIL" in result.stderr
 
 
@@ -137,7 +137,8 @@ def test_a_refused_recipient_fails_alone_and_exits_1(
     assert failed[0]["serial"] == "GONE"
     assert "550 5.1.1" in failed[0]["error"]
     assert "error: GONE: the renewal notice to gone@example.com failed" in result.stderr
-    assert "Notices: 2 sent, 1 failed" in result.stderr  # --quiet speaks when something failed
+    # --quiet speaks when something failed
+    assert "Sent 2 notices in 2 mails; 1 failed" in result.stderr
 
 
 def test_an_unreachable_server_exits_75_and_keeps_every_notice_pending(
@@ -178,7 +179,7 @@ def test_a_dry_run_needs_no_mail_server_and_writes_nothing(invoke: Invoke, home:
     assert result.exit_code == 0, result.output
     assert "would send" in result.stdout
     assert "a@example.com" in result.stdout
-    assert "Dry run: 1 notices would be sent" in result.stdout
+    assert "Dry run: 1 notice would be sent" in result.stdout
     assert "nothing was written or sent" in result.stdout
     assert json_out(invoke(["notices", "list", "--json"])) == []
 

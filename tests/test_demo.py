@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLE_DATA, Invoke, Run
+from velory_cli.commands.demo import wrap_mail
 from velory_cli.demo import SAMPLE_ANCHOR, choose_cast, sample_inventory, write_shifted_sample
 from velory_cli.store import Store
 
@@ -84,3 +85,25 @@ def test_installed_demo_leaves_nothing_behind(run: Run, tmp_path: Path) -> None:
     import shutil
 
     shutil.rmtree(folder)
+
+
+def test_a_mail_is_wrapped_at_words_and_keeps_its_lists() -> None:
+    text = (
+        "Hi Åsa,\n"
+        "\n"
+        "What happens next\n"
+        "1. Soon after you start the process, the distributor of the device contacts you by email\n"
+        "   about the options for the old device: return it or buy it out.\n"
+        "2. Once the process is started, the Velory store opens.\n"
+        "  - Dell Latitude 5440, serial number PF75EFT6ED\n"
+        "    Renewal date: 2 December 2026 (today)\n"
+    )
+    wrapped = wrap_mail(text, 60)
+    lines = wrapped.splitlines()
+    assert max(len(line) for line in lines) <= 60
+    assert lines[:3] == ["Hi Åsa,", "", "What happens next"]
+    assert lines[3].startswith("1. Soon after")
+    assert all(line.startswith("   ") for line in lines[4:6])
+    assert " ".join(wrapped.split()) == " ".join(text.split())  # every word, none broken
+    assert "  - Dell Latitude 5440, serial number PF75EFT6ED" in lines
+    assert "    Renewal date: 2 December 2026 (today)" in lines

@@ -220,7 +220,7 @@ def test_release_without_a_terminal_never_waits(run: Run, db: Path, stdin: str) 
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    assert "Release 1 device?" not in result.stderr
+    assert "Release R1?" not in result.stderr
     assert "1 released, 0 unchanged, 0 refused." in result.stderr
     with Store.open(db) as store:
         device = store.device("R1")

@@ -15,7 +15,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "velory_cli"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("vocabulary", {"__init__", "__main__", "errors", "models", "dates", "folding", "migrations"}),
+    (
+        "vocabulary",
+        {"__init__", "__main__", "errors", "models", "dates", "folding", "migrations", "wording"},
+    ),
     ("settings", {"config"}),
     ("store", {"store", "outputs"}),
     ("mail", {"mailer", "mails", "smtpclient"}),

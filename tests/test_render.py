@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,16 +37,167 @@ def test_no_color_at_a_terminal_keeps_the_terminals_width(
     assert out.no_color
 
 
-def test_a_pipe_gets_the_wide_width_and_columns_wins(
+def test_a_pipe_is_never_cut_to_a_width_and_a_terminal_keeps_columns(
     monkeypatch: pytest.MonkeyPatch, terminal_of_93_columns: None
 ) -> None:
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert render.console().width == PIPE_WIDTH
     monkeypatch.setenv("COLUMNS", "120")
-    assert render.console().width == 120
+    assert render.console().width == PIPE_WIDTH  # COLUMNS is a terminal's width, not a pipe's
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setattr(sys, "stdout", Terminal())
     assert render.console().width == 120
+
+
+# ---- fitting a table to a terminal ---------------------------------------------------------
+
+FLEET_COLUMNS = [
+    Column("Serial", "serial", no_wrap=True, need=1),
+    Column("Model", "model", need=4),
+    Column("User", "user_name", need=3),
+    Column("Email", "user_email", no_wrap=True, need=1),
+    Column("Distributor", "distributor", need=5),
+    Column("Renewal", "renewal_date", no_wrap=True, need=1),
+    Column("Status", "status", need=2),
+]
+FLEET = [
+    {
+        "serial": "PF1DQCJU2K",
+        "model": 'Apple MacBook Pro 14" M3',
+        "user_name": "Åsa Lindström",
+        "user_email": "asa.lindstrom@nordlys.se",
+        "distributor": "Dustin Sverige AB (own process)",
+        "renewal_date": "2026-12-02",
+        "status": "Active – pending return",
+    },
+    {
+        "serial": "F2LFV97X4UE",
+        "model": "Apple iPhone 15",
+        "user_name": "Søren Kjær",
+        "user_email": "soren.kjaer@nordlys.se",
+        "distributor": "Atea",
+        "renewal_date": "2027-01-05",
+        "status": "Active",
+    },
+]
+
+
+def drawn(width: int, rows: list[dict[str, str]] = FLEET) -> str:
+    from rich.console import Console
+
+    out = Console(file=io.StringIO(), width=width, color_system=None)
+    render.draw_table(out, FLEET_COLUMNS, rows, title="Company assets")
+    shown: str = out.file.getvalue()  # type: ignore[attr-defined]
+    return shown
+
+
+def cells_of(row: dict[str, str]) -> list[str]:
+    return [value for key, value in row.items() if key in {c.key for c in FLEET_COLUMNS}]
+
+
+def test_the_needed_columns_come_first_and_the_rest_are_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cells = [[render.cell_text(c, row) for c in FLEET_COLUMNS] for row in FLEET]
+    layout = render.plan_layout(FLEET_COLUMNS, cells, 60)
+    assert not layout.blocks
+    shown = [FLEET_COLUMNS[i].header for i in layout.shown]
+    assert shown[:1] == ["Serial"] and {"Email", "Renewal"} <= set(shown)
+    assert sum(layout.widths.values()) + 2 * (len(shown) - 1) <= 60
+    text = drawn(60)
+    names = [FLEET_COLUMNS[i].header for i in layout.left_out]
+    assert f"not shown: {', '.join(names)}" in " ".join(text.split())
+    wide = render.plan_layout(FLEET_COLUMNS, cells, 200)
+    assert wide.left_out == []
+
+
+@pytest.mark.parametrize("width", [60, 72, 80, 100, 120, 160])
+def test_every_cell_shown_is_whole_and_no_line_is_wider_than_the_terminal(width: int) -> None:
+    text = drawn(width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    flat = " ".join(text.split())
+    header = text.splitlines()[1]
+    left_out = flat.split("not shown: ")[1] if "not shown: " in flat else ""
+    for column in FLEET_COLUMNS:
+        if column.header in header.split():
+            for row in FLEET:
+                value = row[column.key]
+                # Whole: on one line when it never wraps, else word by word, in order.
+                assert (value in text) if column.no_wrap else (" ".join(value.split()) in flat)
+        else:
+            assert column.header in left_out, column.header
+    for key in ("serial", "user_email", "renewal_date"):
+        assert all(row[key] in text for row in FLEET)
+
+
+def test_a_terminal_too_narrow_for_the_needed_columns_gets_one_record_per_block() -> None:
+    text = drawn(40)
+    assert "not shown" not in text
+    blocks = text.split("\n\n")
+    assert len(blocks) == 2
+    for block, row in zip(blocks, FLEET, strict=True):
+        assert row["serial"] in block and row["user_email"] in block
+        assert " ".join(row["distributor"].split()) in " ".join(block.split())
+    assert max(len(line) for line in text.splitlines()) <= 40
+
+
+def test_a_pipe_gets_every_column_and_every_cell_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [*FLEET, {**FLEET[0], "serial": "LONG" + "X" * 60, "user_name": "Line\nbreak"}]
+    render.table(FLEET_COLUMNS, iter(rows), title="Company assets")
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0] == "Company assets"
+    assert lines[1].split() == [c.header for c in FLEET_COLUMNS]
+    assert len(lines) == 3 + len(rows)  # title, header, rule: one line a row
+    for line, row in zip(lines[3:], rows, strict=True):
+        for value in cells_of(row):
+            assert value.replace("\n", "\u240a") in line
+    assert "not shown" not in text and "more" not in text
+
+
+def test_a_pipe_streams_rows_as_they_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are written a chunk at a time, never all held: a generator that would run out of
+    memory if collected is fine, and a wider cell later widens the columns from there on."""
+    written_before_the_last_chunk: list[int] = []
+
+    def rows() -> Iterator[dict[str, str]]:
+        for number in range(render.PIPE_CHUNK * 3):
+            if number == render.PIPE_CHUNK * 2:
+                # The first two chunks are out before the third is read from the store.
+                written_before_the_last_chunk.append(len(pipe.getvalue().splitlines()))
+            serial = "S" * 30 if number == render.PIPE_CHUNK * 2 else f"S{number}"
+            yield {"serial": serial, "user_email": "a@x.se", "renewal_date": "2026-12-01"}
+
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    render.table(FLEET_COLUMNS[:1] + FLEET_COLUMNS[3:4], rows())
+    lines = pipe.getvalue().splitlines()
+    assert written_before_the_last_chunk == [2 + render.PIPE_CHUNK * 2]
+    assert len(lines) == 2 + render.PIPE_CHUNK * 3
+    # The earlier rows keep the widths they were written with; from the wide cell on, wider.
+    assert lines[2] == "S0".ljust(len("Serial")) + "  a@x.se"
+    assert lines[2 + render.PIPE_CHUNK * 2] == "S" * 30 + "  a@x.se"
+
+
+def test_a_listing_at_a_terminal_stops_at_the_limit_and_says_how_many_more(
+    monkeypatch: pytest.MonkeyPatch, terminal_of_93_columns: None
+) -> None:
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    rows = [{"serial": f"S{n:03}", "user_email": "a@x.se"} for n in range(205)]
+    columns = [FLEET_COLUMNS[0], FLEET_COLUMNS[3]]
+    render.table(columns, rows, noun="device")
+    text = screen.getvalue()
+    assert "S199" in text and "S200" not in text
+    assert "… and 5 more devices: --all shows them all, --json or --csv gives every row" in text
+    screen.seek(0)
+    screen.truncate()
+    render.table(columns, rows, limit=204, noun="device")
+    assert "… and 1 more device:" in screen.getvalue()
+    screen.seek(0)
+    screen.truncate()
+    render.table(columns, rows, all_rows=True, noun="device")
+    assert "S204" in screen.getvalue() and "more" not in screen.getvalue()
 
 
 def test_closed_stdout_and_stderr_write_nowhere(monkeypatch: pytest.MonkeyPatch) -> None:

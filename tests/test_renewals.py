@@ -17,7 +17,7 @@ from velory_cli.lifecycle import (
     release_devices,
     start_renewal,
 )
-from velory_cli.renewals import renewals_due, todo_list
+from velory_cli.renewals import iter_renewals_due, renewals_due, todo_list
 from velory_cli.store import DeviceFilter, Store
 
 AS_OF = date(2026, 6, 1)
@@ -100,6 +100,17 @@ def test_bad_filters_are_usage_errors(fleet: Store) -> None:
         renewals_due(fleet, as_of=AS_OF, where=DeviceFilter(status="started"))
     with pytest.raises(UsageError):
         renewals_due(fleet, as_of=AS_OF, within_days=-1)
+
+
+def test_renewals_stream_as_the_store_yields_them_and_refuse_a_bad_filter_at_once(
+    fleet: Store,
+) -> None:
+    streamed = iter_renewals_due(fleet, as_of=AS_OF)
+    assert isinstance(streamed, Iterator) and not isinstance(streamed, list)
+    listed = [renewal.to_dict() for renewal in renewals_due(fleet, as_of=AS_OF)]
+    assert [renewal.to_dict() for renewal in streamed] == listed
+    with pytest.raises(UsageError, match="never lists removed"):
+        iter_renewals_due(fleet, as_of=AS_OF, where=DeviceFilter(status="removed"))
 
 
 def test_notice_status_is_the_renewal_notice_for_the_current_renewal_date(store: Store) -> None:

@@ -419,3 +419,21 @@ def test_a_store_of_an_earlier_schema_keeps_every_notice_and_takes_one_per_recip
     assert len(before) == (0 if version < 2 else 5)
     assert all(key == (recipient or "").lower() for recipient, key in keys)
     assert (added, again) == (1, 0)
+
+
+def test_count_devices_counts_what_iter_devices_yields(tmp_path: Path) -> None:
+    from tests.factory import add_device
+    from velory_cli.store import DeviceFilter
+
+    with Store.open(tmp_path / "velory.db") as store:
+        add_device(store, "A1", user_email="a@x.se", distributor="Atea")
+        add_device(store, "A2", user_email="A@x.se", distributor="Dustin AB")
+        add_device(store, "A3", user_email="b@x.se", status="removed")
+        for where in (
+            DeviceFilter(),
+            DeviceFilter(include_removed=True),
+            DeviceFilter(status="removed"),
+            DeviceFilter(user_email="a@X.se"),
+            DeviceFilter(distributor="dustin"),
+        ):
+            assert store.count_devices(where) == len(list(store.iter_devices(where))), where

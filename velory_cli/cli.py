@@ -116,8 +116,10 @@ def _build(module_name: str) -> dict[str, Any]:
     """The commands a module of velory_cli.commands registers, as Typer builds them."""
     from importlib import import_module
 
+    from velory_cli.commands.common import group
+
     module = import_module(f"velory_cli.commands.{module_name}")
-    commands = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+    commands = group()
     module.register(commands)
     _store_first(commands)
     return dict(typer.main.get_group(commands).commands)
@@ -126,23 +128,18 @@ def _build(module_name: str) -> dict[str, Any]:
 def _store_first(commands: typer.Typer, prefix: str = "") -> None:
     """Make every command registered on ``commands`` (its groups' too) but those of
     ``CREATE_STORE`` a ``StoreCommand``."""
+    from velory_cli.commands.common import StoreCommand, VeloryCommand
+
     for info in commands.registered_commands:
-        if prefix + (info.name or "") not in CREATE_STORE and info.cls in (None, TyperCommand):
+        if prefix + (info.name or "") not in CREATE_STORE and info.cls in (
+            None,
+            TyperCommand,
+            VeloryCommand,
+        ):
             info.cls = StoreCommand
     for group in commands.registered_groups:
         if group.typer_instance is not None:
             _store_first(group.typer_instance, f"{prefix}{group.name} ")
-
-
-class StoreCommand(TyperCommand):
-    """A command that needs the store: once Click has read its options (a usage error and
-    --help come first), a missing store is found before the command does anything else."""
-
-    def invoke(self, ctx: Any) -> Any:
-        from velory_cli.commands import common
-
-        common.state(ctx).require_store()
-        return super().invoke(ctx)
 
 
 class VeloryGroup(TyperGroup):
@@ -157,14 +154,11 @@ class VeloryGroup(TyperGroup):
         return list(self.commands)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """The commands and their first lines, as Typer lists them, without building any: each
-        line is shortened by a bare command holding only that line, as the built one would."""
+        """The commands and their summaries, whole (wrapped, never cut short), without
+        building any."""
         names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(name) for name in names)
         rows = [
-            (name, TyperCommand(name, help=COMMANDS[name][1]).get_short_help_str(limit))
-            if name in COMMANDS
-            else (name, self.commands[name].get_short_help_str(limit))
+            (name, COMMANDS[name][1] if name in COMMANDS else self.commands[name].help or "")
             for name in names
         ]
         with formatter.section("Commands"):
@@ -200,14 +194,28 @@ def _fail(exc: VeloryError) -> None:
     raise typer.Exit(int(exc.exit_code))
 
 
+def _exit_codes() -> str:
+    from velory_cli.errors import MEANINGS
+
+    return "\b\nExit codes:\n" + "\n".join(
+        f"  {int(code):>2}  {meaning}" for code, meaning in MEANINGS.items()
+    )
+
+
 app = typer.Typer(
     cls=VeloryGroup,
     name="velory",
     help="Run the renewal of company devices bought outside Velory: import, notices, returns.",
+    epilog=(
+        "\b\nStart with:\n  velory demo                 a guided tour on sample data\n"
+        "  velory import devices.csv   then: velory renewals, velory todo\n"
+        "Each command's --help has examples.\n\n" + _exit_codes()
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=False,
+    # `velory --install-completion` adds tab completion to the admin's shell.
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

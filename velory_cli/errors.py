@@ -24,6 +24,20 @@ class ExitCode(IntEnum):
     CONFIG = 78
 
 
+# What each code means, in a few words: the root --help lists them.
+MEANINGS = {
+    ExitCode.OK: "done",
+    ExitCode.REFUSED: "a device or a notice was refused",
+    ExitCode.USAGE: "wrong usage",
+    ExitCode.DATA_INVALID: "the input data is invalid: nothing was written",
+    ExitCode.NO_INPUT: "the input file is missing or unreadable",
+    ExitCode.CANT_CREATE: "an output file cannot be written",
+    ExitCode.STORE_UNUSABLE: "the store cannot be opened",
+    ExitCode.TEMPORARY: "a temporary failure: nothing lost, run again later",
+    ExitCode.CONFIG: "configuration missing or wrong",
+}
+
+
 def worst(*codes: int) -> int:
     """The exit code of a run where several apply: the highest wins (78 over 75 over 1)."""
     return max((int(code) for code in codes), default=0)

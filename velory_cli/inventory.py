@@ -13,11 +13,17 @@ from velory_cli.store import DeviceFilter, Store
 
 def list_devices(store: Store, where: DeviceFilter) -> list[Device]:
     """Company assets: every device not removed, unless the filter asks for removed ones."""
+    return list(iter_devices(store, where))
+
+
+def iter_devices(store: Store, where: DeviceFilter) -> Iterator[Device]:
+    """``list_devices`` as the rows come from the store; a bad filter is refused at once,
+    before the first row."""
     if where.status and where.status not in DEVICE_STATUSES:
         raise UsageError(
             f"unknown status {where.status!r}; use one of {', '.join(DEVICE_STATUSES)}"
         )
-    return store.devices(where)
+    return store.iter_devices(where)
 
 
 def hardware_view(store: Store, email: str) -> list[Device]:

@@ -537,7 +537,11 @@ def _keep_note(
     if len(new) == 1:
         device = new[0]
         return [f"{device.serial} was already {device.status}: the note {verb} to its notes."]
-    return [f"{len(new)} devices were already {new[0].status}: the note {verb} to their notes."]
+    from velory_cli.wording import count
+
+    return [
+        f"{count(len(new), 'device')} were already {new[0].status}: the note {verb} to their notes."
+    ]
 
 
 def start_renewal(store: Store, serial: str, *, now: str, actor: str) -> ActionReport:

@@ -246,6 +246,8 @@ def _notice_recipients(db: Database) -> None:
     db.execute("CREATE INDEX notices_status ON notices (status)")
     # Which notices one mail carried: a mail sent again carries exactly those.
     db.execute("CREATE INDEX notices_message ON notices (message_id) WHERE message_id IS NOT NULL")
+
+
 def _mdm_snapshots(db: Database) -> None:
     # One snapshot per MDM source: an import replaces the source's row (and, by the cascade,
     # its devices) in one transaction. ``source`` is the folded name the admin gives or the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -75,6 +76,18 @@ def renewals_due(
 ) -> list[Renewal]:
     """Devices not removed renewing on or before ``as_of`` + ``within_days``, overdue ones
     included, any distributor or source, soonest first."""
+    return list(iter_renewals_due(store, as_of=as_of, within_days=within_days, where=where))
+
+
+def iter_renewals_due(
+    store: Store,
+    *,
+    as_of: date,
+    within_days: int = DEFAULT_WITHIN_DAYS,
+    where: DeviceFilter | None = None,
+) -> Iterator[Renewal]:
+    """``renewals_due`` as the rows come from the store, for a table or CSV written as it
+    goes; a bad filter is refused at once, before the first row."""
     where = where or DeviceFilter()
     if within_days < 0:
         raise UsageError(f"--within must be 0 or more days, not {within_days}")
@@ -86,17 +99,19 @@ def renewals_due(
         if where.status == REMOVED:
             raise UsageError("renewals never lists removed devices; see velory devices --status")
     until = as_of + timedelta(days=within_days)
+    return _renewals(store.iter_renewals_rows(until.isoformat(), where), as_of)
+
+
+def _renewals(rows: Iterator[tuple[Any, ...]], as_of: date) -> Iterator[Renewal]:
     # Every renewal date of the answer is on or before `until`: the few hundred distinct
     # dates are turned into days once each.
     days: dict[str, int] = {}
-    renewals = []
-    for row in store.renewals_rows(until.isoformat(), where):
+    for row in rows:
         renewal_date = row[_RENEWAL_DATE]
         left = days.get(renewal_date)
         if left is None:
             left = days[renewal_date] = (date.fromisoformat(renewal_date) - as_of).days
-        renewals.append(Renewal(row, left, NOTICE_STATES.get(row[-1] or "")))
-    return renewals
+        yield Renewal(row, left, NOTICE_STATES.get(row[-1] or ""))
 
 
 # ---- what waits for an admin ---------------------------------------------------------------

@@ -506,22 +506,23 @@ class Store:
         return found
 
     def devices(self, where: DeviceFilter = DeviceFilter()) -> list[Device]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.status:
-            clauses.append("status = ?")
-            params.append(where.status)
-        elif not where.include_removed:
-            clauses.append(_IS_NOT_REMOVED)
-        if where.user_email:
-            _add_equals(clauses, params, "user_email", where.user_email)
-        if where.distributor:
-            _add_contains(clauses, params, "distributor", where.distributor)
-        sql = _DEVICE_SELECT
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
+        return list(self.iter_devices(where))
+
+    def iter_devices(self, where: DeviceFilter = DeviceFilter()) -> Iterator[Device]:
+        """The devices ``where`` picks, by user then serial, as the rows come: a listing of a
+        whole fleet to a pipe never holds it all."""
+        condition, params = _devices_where(where)
+        sql = _DEVICE_SELECT + condition
         sql += " ORDER BY user_email IS NULL, user_email COLLATE NOCASE, serial"
-        return [_device(row) for row in self.conn.execute(sql, params)]
+        for row in self.conn.execute(sql, params):
+            yield _device(row)
+
+    def count_devices(self, where: DeviceFilter = DeviceFilter()) -> int:
+        """How many devices ``iter_devices`` would yield, without reading them."""
+        condition, params = _devices_where(where)
+        return int(
+            self.conn.execute("SELECT count(*) FROM devices" + condition, params).fetchone()[0]
+        )
 
     def iter_all_devices(self) -> Iterator[Device]:
         """Every device, removed ones too, in serial order, without holding them all."""
@@ -893,10 +894,14 @@ class Store:
         """``renewals_due`` as plain rows: the values of ``DEVICE_COLUMNS``, then the notice's
         state. Rows, not ``Device`` objects: a fleet's renewals run to tens of thousands, and
         ``velory renewals --json`` turns them into JSON at once."""
+        return list(self.iter_renewals_rows(until, where))
+
+    def iter_renewals_rows(self, until: str, where: DeviceFilter) -> Iterator[tuple[Any, ...]]:
+        """``renewals_rows`` as SQLite yields them, never all held at once."""
         sql, params = _renewals_sql(until, where)
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        return cursor.execute(sql, params).fetchall()
+        return iter(cursor.execute(sql, params))
 
     def renewals_query_plan(self, until: str, where: DeviceFilter) -> list[str]:
         """How SQLite runs the renewals query: one line a step of EXPLAIN QUERY PLAN."""
@@ -943,6 +948,22 @@ class StatusChange:
     outcome: str | None
     details: dict[str, Any] | None = None
     note: str | None = None
+
+
+def _devices_where(where: DeviceFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or empty) and parameters of a device filter."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.status:
+        clauses.append("status = ?")
+        params.append(where.status)
+    elif not where.include_removed:
+        clauses.append(_IS_NOT_REMOVED)
+    if where.user_email:
+        _add_equals(clauses, params, "user_email", where.user_email)
+    if where.distributor:
+        _add_contains(clauses, params, "distributor", where.distributor)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:

@@ -7,9 +7,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from velory_cli.config import Settings, StoreLocation, load_settings, store_location
 from velory_cli.errors import StoreUnusable, UsageError
@@ -99,23 +100,24 @@ def today_local() -> date:
 
 
 def parse_as_of(value: str | None) -> date:
-    """--as-of: an ISO date, default today's local date. Every command's --as-of comes through
-    here, so what it accepts is decided once: only the years an imported date may have, since a
-    day near the calendar's end (9999-12-31) has no "30 days later" to count to."""
-    from velory_cli.dates import FIRST_YEAR, LAST_YEAR
-
+    """--as-of: a date written as an import takes it (2026-12-01, 01.12.2026, 2026/12/01, or
+    12/1/2026 where only one reading is possible), default today's local date. Every command's
+    --as-of comes through here, so what it accepts is decided once: only the years an imported
+    date may have, since a day near the calendar's end (9999-12-31) has no "30 days later" to
+    count to."""
     if value is None:
         return today_local()
+    from velory_cli.dates import FIRST_YEAR, LAST_YEAR, DateError, parse_date
+
+    text = value.strip()
     try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(f"--as-of must be a date like 2026-12-01, not {value!r}") from None
-    if not FIRST_YEAR <= day.year <= LAST_YEAR:
-        raise UsageError(
-            f"--as-of {value.strip()} is out of range: velory takes years {FIRST_YEAR} to "
-            f"{LAST_YEAR}"
-        )
-    return day
+        return date.fromisoformat(parse_date(text))
+    except DateError as exc:
+        if exc.message.endswith(f"velory takes years {FIRST_YEAR} to {LAST_YEAR}"):
+            raise UsageError(
+                f"--as-of {text} is out of range: velory takes years {FIRST_YEAR} to {LAST_YEAR}"
+            ) from None
+        raise UsageError(f"--as-of: {exc.message}") from None
 
 
 def output_mode(json_out: bool, csv_out: bool = False) -> str:
@@ -128,3 +130,85 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV on stdout instead of a table.")]
+
+
+# Placeholders for --help, one word each, the same in every command: what goes there.
+SERIAL = "SERIAL"
+FILE = "FILE"
+DATE = "DATE"
+EMAIL = "EMAIL"
+N = "N"
+TEXT = "TEXT"
+DIR = "DIR"
+NAME = "NAME"
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        metavar=N,
+        min=1,
+        help="Show at most N rows in the table (default 200 at a terminal; a pipe gets all).",
+        show_default=False,
+    ),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Show every row in the table.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar=DATE,
+        help="The day to count from (default today), written like 2026-12-01 or 01.12.2026.",
+        show_default=False,
+    ),
+]
+
+
+def check_limit(limit: int | None, all_rows: bool) -> None:
+    if limit is not None and all_rows:
+        raise UsageError("choose one of --limit and --all")
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: example command lines, shown as written (Click rewraps every
+    paragraph of help text except one that starts with \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class VeloryCommand(TyperCommand):
+    """A command whose usage line reads ``velory show SERIAL``: Typer writes a required
+    argument as ``{SERIAL}``, which reads like a shell brace, not a placeholder."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in super().collect_usage_pieces(ctx)
+        ]
+
+
+class StoreCommand(VeloryCommand):
+    """A command that needs the store: once Click has read its options (a usage error and
+    --help come first), a missing store is found before the command does anything else."""
+
+    def invoke(self, ctx: Any) -> Any:
+        state(ctx).require_store()
+        return super().invoke(ctx)
+
+
+class VeloryTyper(typer.Typer):
+    """A Typer app whose commands are ``VeloryCommand``s, for velory's commands and groups."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", VeloryCommand)
+        return super().command(*args, **kwargs)
+
+
+def group(name: str | None = None, help: str | None = None) -> typer.Typer:
+    """The app a module registers its commands on, or a group of commands (``notices``)."""
+    return VeloryTyper(
+        name=name,
+        help=help,
+        no_args_is_help=name is not None,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from velory_cli.commands.common import today_local
+from velory_cli.commands.common import examples, today_local
 
 
 @contextmanager
@@ -214,6 +214,7 @@ def _show_first_mail(outbox: Path, email: str) -> None:
     from email.parser import BytesParser
 
     from velory_cli import render
+    from velory_cli.wording import count
 
     mails = sorted(outbox.glob("*.eml"))
     chosen = None
@@ -224,12 +225,72 @@ def _show_first_mail(outbox: Path, email: str) -> None:
             break
     if chosen is None:
         return
-    render.line(f"{len(mails)} mails in the outbox. The one to {email}:", "bold")
+    render.line(f"{count(len(mails), 'mail')} in the outbox. The one to {email}:", "bold")
     render.line(f"Subject: {chosen['Subject']}")
+    render.line()
     body = chosen.get_body(preferencelist=("plain",))
     if body is not None:
-        render.line(body.get_content().strip())
+        render.line(wrap_mail(body.get_content().strip(), render.console().width))
+
+
+def wrap_mail(text: str, width: int) -> str:
+    """A mail's text wrapped at words to ``width`` (at most 78, a mail's own line length).
+
+    The templates break their long paragraphs at about 90 columns; such a paragraph is joined
+    again and wrapped to the width, and a list item's continuation lines keep its indent, so
+    "1." and "-" items still read as lists. Short lines (headings, greetings) stay as written.
+    """
+    import re
+    import textwrap
+
+    width = max(20, min(width, 78))
+    out: list[str] = []
+    # The paragraph being joined: its first line's prefix, its continuation indent, its words.
+    first = indent = ""
+    words: list[str] = []
+    previous = ""
+
+    def flush() -> None:
+        if words:
+            out.extend(
+                textwrap.wrap(
+                    " ".join(words),
+                    width,
+                    initial_indent=first,
+                    subsequent_indent=indent,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+            words.clear()
+
+    for line in text.splitlines():
+        lead = re.match(r"(\s*)((?:[-*•]|\d+\.)\s+)?", line)
+        assert lead is not None  # the pattern matches any line
+        carried_on = (
+            words
+            and line.strip()
+            and not lead.group(2)
+            and len(previous) > 60
+            and len(lead.group(1)) == len(indent)
+        )
+        if carried_on:
+            words.extend(line.split())
+        else:
+            flush()
+            if not line.strip():
+                out.append("")
+            else:
+                first = lead.group(0)
+                indent = " " * len(first)
+                words.extend(line[lead.end() :].split())
+        previous = line
+    flush()
+    return "\n".join(out)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command(
+        "demo",
+        epilog=examples("velory demo", "velory demo --keep     # then look around in its store"),
+    )(demo)

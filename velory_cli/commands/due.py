@@ -10,12 +10,30 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from velory_cli.commands.common import CsvOption, JsonOption, output_mode, parse_as_of, state
+from velory_cli.commands.common import (
+    DATE,
+    EMAIL,
+    TEXT,
+    AllOption,
+    AsOfOption,
+    CsvOption,
+    JsonOption,
+    LimitOption,
+    N,
+    check_limit,
+    examples,
+    output_mode,
+    parse_as_of,
+    state,
+)
 from velory_cli.config import MAX_DAYS_AHEAD
 from velory_cli.models import DEVICE_STATUSES, REMOVED
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from velory_cli.render import Column
+    from velory_cli.renewals import Renewal
 
 # The statuses renewals may be asked for: it never lists removed devices.
 _NOT_REMOVED = tuple(status for status in DEVICE_STATUSES if status != REMOVED)
@@ -25,30 +43,37 @@ def renewals(
     ctx: typer.Context,
     within: Annotated[
         int,
-        typer.Option("--within", min=0, max=MAX_DAYS_AHEAD, help="Days ahead of --as-of to look."),
+        typer.Option(
+            "--within",
+            metavar=N,
+            min=0,
+            max=MAX_DAYS_AHEAD,
+            help="Days ahead of --as-of to look.",
+        ),
     ] = 30,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The day to count from (default today).")
-    ] = None,
+    as_of: AsOfOption = None,
     user: Annotated[
-        str | None, typer.Option("--user", help="Only this user's devices (email).")
+        str | None, typer.Option("--user", metavar=EMAIL, help="Only this user's devices.")
     ] = None,
     distributor: Annotated[
-        str | None, typer.Option(help="Only distributors whose name contains this, any case.")
+        str | None,
+        typer.Option(metavar=TEXT, help="Only distributors whose name contains this, any case."),
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option(help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
+        typer.Option(metavar="STATUS", help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
     ] = None,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
     """Devices renewing within --within days of --as-of, overdue ones too, soonest first."""
-    from velory_cli import render
-    from velory_cli.renewals import RENEWAL_KEYS, renewals_due
+    from velory_cli.renewals import iter_renewals_due
     from velory_cli.store import DeviceFilter
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     day = parse_as_of(as_of)
     where = DeviceFilter(
         status=status.strip().lower() if status else None,
@@ -56,7 +81,23 @@ def renewals(
         distributor=distributor,
     )
     with state(ctx).store() as store:
-        due = renewals_due(store, as_of=day, within_days=within, where=where)
+        due = iter_renewals_due(store, as_of=day, within_days=within, where=where)
+        _show_renewals(due, mode, within=within, day=day, limit=limit, all_rows=all_rows)
+
+
+def _show_renewals(
+    due: Iterable[Renewal],
+    mode: str,
+    *,
+    within: int,
+    day: date,
+    limit: int | None,
+    all_rows: bool,
+) -> None:
+    from velory_cli import render
+    from velory_cli.renewals import RENEWAL_KEYS
+    from velory_cli.wording import count
+
     if mode == "json":
         render.emit_json([renewal.to_dict() for renewal in due])
     elif mode == "csv":
@@ -65,24 +106,35 @@ def renewals(
         render.table(
             _renewal_columns(),
             _with_labels(renewal.to_dict() for renewal in due),
-            title=f"Renewals up to {within} days after {day.isoformat()}",
+            title=f"Renewals up to {count(within, 'day')} after {day.isoformat()}",
             empty="No renewals due.",
+            limit=limit,
+            all_rows=all_rows,
+            noun="device",
         )
 
 
 def _renewal_columns() -> list[Column]:
     from velory_cli.render import Column
 
+    # In the order a reader needs them: how soon, which device, whose; then the rest.
     return [
-        Column("Days left", "days_left", justify="right", style=_days_style, no_wrap=True),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Serial", "serial", no_wrap=True),
-        Column("Model", "model"),
-        Column("User", "user_name"),
-        Column("Email", "user_email"),
-        Column("Distributor", "distributor_label"),
-        Column("Status", "status_label"),
-        Column("Notice", "notice_status"),
+        Column(
+            "Days left",
+            "days_left",
+            justify="right",
+            style=_days_style,
+            need=1,
+            min_width=4,
+        ),
+        Column("Renewal", "renewal_date", no_wrap=True, need=1),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Model", "model", need=5),
+        Column("User", "user_name", need=4),
+        Column("Email", "user_email", no_wrap=True, need=1),
+        Column("Distributor", "distributor_label", need=6),
+        Column("Status", "status_label", need=2),
+        Column("Notice", "notice_status", no_wrap=True, need=3),
     ]
 
 
@@ -102,7 +154,13 @@ def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         yield row
 
 
-def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
+def todo(
+    ctx: typer.Context,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
     """What waits for an admin: returns to confirm, devices to release, deliveries awaited."""
     from velory_cli import render
     from velory_cli.commands.common import today_local
@@ -110,6 +168,7 @@ def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = 
     from velory_cli.renewals import TODO_KEYS, todo_list
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     with state(ctx).store() as store:
         items = todo_list(store)
         mdm_line = discrepancy_line(discrepancy_counts(store, today=today_local()))
@@ -122,18 +181,21 @@ def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = 
 
         render.table(
             [
-                Column("Action", "action", no_wrap=True),
-                Column("Since", "since", no_wrap=True),
-                Column("Serial", "serial", no_wrap=True),
-                Column("Model", "model"),
-                Column("User", "user_name"),
-                Column("Email", "user_email"),
-                Column("Status", "status_label"),
-                Column("Replacement", "replacement_serial"),
+                Column("Action", "action", no_wrap=True, need=1),
+                Column("Since", "since", no_wrap=True, need=2),
+                Column("Serial", "serial", no_wrap=True, need=1),
+                Column("Model", "model", need=5),
+                Column("User", "user_name", need=4),
+                Column("Email", "user_email", no_wrap=True, need=1),
+                Column("Status", "status_label", need=6),
+                Column("Replacement", "replacement_serial", no_wrap=True, need=3),
             ],
             _with_labels(item.to_dict() for item in items),
             title="Waiting for an admin",
             empty="Nothing to do.",
+            limit=limit,
+            all_rows=all_rows,
+            noun="device",
         )
     if mdm_line:
         render.info(mdm_line)
@@ -142,7 +204,13 @@ def todo(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = 
 def stats(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="The month to start from (default today).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar=DATE,
+            help="The month to start from (default today), written like 2026-12-01.",
+            show_default=False,
+        ),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -187,6 +255,15 @@ def stats(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("renewals")(renewals)
-    app.command("todo")(todo)
-    app.command("stats")(stats)
+    app.command(
+        "renewals",
+        epilog=examples(
+            "velory renewals                               # the next 30 days, overdue first",
+            "velory renewals --within 90 --as-of 01.01.2027",
+            "velory renewals --csv > renewals.csv",
+        ),
+    )(renewals)
+    app.command("todo", epilog=examples("velory todo", "velory todo --json | jq '.[].serial'"))(
+        todo
+    )
+    app.command("stats", epilog=examples("velory stats", "velory stats --as-of 2027-01-01"))(stats)

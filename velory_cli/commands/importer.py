@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
-from velory_cli.commands.common import JsonOption, now_utc, output_mode, state
+from velory_cli.commands.common import FILE, JsonOption, N, examples, now_utc, output_mode, state
 from velory_cli.config import DEFAULT_TERM_MONTHS
 from velory_cli.errors import UsageError
 
@@ -23,7 +23,7 @@ def import_devices(
     file: Annotated[
         str,
         typer.Argument(
-            metavar="FILE|-",
+            metavar=f"{FILE}|-",
             help="CSV (, ; or tab), JSON, JSON Lines, a workbook (.xlsx .xls .ods) or "
             "Snipe-IT's API answer; '-' reads stdin.",
             show_default=False,
@@ -40,6 +40,7 @@ def import_devices(
         Path | None,
         typer.Option(
             "--rejects",
+            metavar=FILE,
             help="Write the rejected rows here, as the file had them plus a reason column.",
             show_default=False,
         ),
@@ -57,6 +58,7 @@ def import_devices(
         int,
         typer.Option(
             "--term-months",
+            metavar=N,
             min=1,
             max=240,
             help="Renewal date = purchase date + this many months, where a row has none.",
@@ -66,6 +68,7 @@ def import_devices(
         str | None,
         typer.Option(
             "--encoding",
+            metavar="NAME",
             help="The file's encoding (default: UTF-8, else Windows-1252).",
             show_default=False,
         ),
@@ -208,6 +211,7 @@ def _progress(size: int | None, name: str) -> Iterator[Callable[[int], None] | N
 def _show(report: ImportReport, mode: str, rejects: Path | None) -> None:
     from velory_cli import render
     from velory_cli.importer import SHOWN_ERRORS
+    from velory_cli.wording import count, is_are, was_were
 
     for warning in report.warnings:
         render.warn(warning)
@@ -220,11 +224,13 @@ def _show(report: ImportReport, mode: str, rejects: Path | None) -> None:
         render.error(f"{report.source}: {where}{report.file_error.message}; nothing was written")
     elif report.failed:
         render.error(
-            f"{report.rejected} of {report.rows} rows are invalid; nothing was written. Fix them,"
-            " or import the valid rows with --skip-invalid"
+            f"{report.rejected} of {report.rows} rows {is_are(report.rejected)} invalid; nothing"
+            " was written. Fix them, or import the valid rows with --skip-invalid"
         )
     elif report.rejected:
-        render.warn(f"{report.rejected} invalid rows were not imported")
+        render.warn(
+            f"{count(report.rejected, 'invalid row')} {was_were(report.rejected)} not imported"
+        )
     if report.dry_run:
         render.info("Dry run: nothing was written.")
     if rejects is not None and report.file_error is None:
@@ -258,16 +264,26 @@ def _table(report: ImportReport, shown: int) -> None:
         return
     out.table(
         [
-            Column("Row", "row", justify="right", no_wrap=True),
-            Column("Column", "column"),
-            Column("Problem", "message"),
+            Column("Row", "row", justify="right", no_wrap=True, need=1),
+            Column("Column", "column", need=2),
+            Column("Problem", "message", need=1, min_width=20),
         ],
         errors[:shown],
         title="Problems",
+        all_rows=True,
+        also="--json",
     )
     if len(errors) > shown:
         out.line(f"… and {len(errors) - shown} more (--json or --rejects FILE lists them all)")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import")(import_devices)
+    app.command(
+        "import",
+        epilog=examples(
+            "velory import devices.csv",
+            "velory import devices.csv --dry-run --json | jq .errors",
+            "velory import export.csv --monthfirst --skip-invalid --rejects rejects.csv",
+            "curl -s https://assets.example.com/export.json | velory import -",
+        ),
+    )(import_devices)

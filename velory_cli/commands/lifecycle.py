@@ -12,22 +12,34 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from velory_cli.commands.common import JsonOption, now_utc, state, today_local
+from velory_cli.commands.common import (
+    FILE,
+    SERIAL,
+    TEXT,
+    JsonOption,
+    examples,
+    now_utc,
+    state,
+    today_local,
+)
 
 if TYPE_CHECKING:
     from velory_cli.lifecycle import ActionReport
     from velory_cli.render import Column
 
-SerialArgument = Annotated[str, typer.Argument(help="The device's serial number.")]
+SerialArgument = Annotated[
+    str, typer.Argument(metavar=SERIAL, help="The device's serial number.", show_default=False)
+]
 SerialsArgument = Annotated[
     list[str] | None,
-    typer.Argument(help="Serial numbers; or use --file.", show_default=False),
+    typer.Argument(metavar="SERIAL...", help="Serial numbers; or use --file.", show_default=False),
 ]
 FileOption = Annotated[
     str | None,
     typer.Option(
         "--file",
         "-f",
+        metavar=FILE,
         help="Read serials from this file, one a line ('-' reads stdin); "
         "blank lines and # comments are ignored.",
         show_default=False,
@@ -71,7 +83,10 @@ def start(ctx: typer.Context, serial: SerialArgument, json_out: JsonOption = Fal
 def order(
     ctx: typer.Context,
     serial: SerialArgument,
-    model: Annotated[str, typer.Option("--model", help="The model requested in the store.")],
+    model: Annotated[
+        str,
+        typer.Option("--model", metavar=TEXT, help="The model requested in the store."),
+    ],
     json_out: JsonOption = False,
 ) -> None:
     """The replacement the user requested in the store (one per renewing device)."""
@@ -87,10 +102,12 @@ def deliver(
     ctx: typer.Context,
     serial: SerialArgument,
     new_serial: Annotated[
-        str, typer.Option("--new-serial", help="The serial of the delivered device.")
+        str,
+        typer.Option("--new-serial", metavar=SERIAL, help="The serial of the delivered device."),
     ],
     model: Annotated[
-        str | None, typer.Option("--model", help="Its model, if not the one ordered.")
+        str | None,
+        typer.Option("--model", metavar=TEXT, help="Its model, if not the one ordered."),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -123,7 +140,9 @@ def confirm_return(
     bought_out: Annotated[
         bool, typer.Option("--bought-out", help="The user bought the device out.")
     ] = False,
-    note: Annotated[str | None, typer.Option("--note", help="Added to the device's notes.")] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", metavar=TEXT, help="Added to the device's notes.")
+    ] = None,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -171,7 +190,7 @@ def release(
             preview = release_devices(
                 store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True, force=force
             )
-            if preview.succeeded and not _confirm_release(preview.succeeded):
+            if preview.succeeded and not _confirm_release(preview):
                 render.info("Nothing released.")
                 raise typer.Exit(1)
         report = release_devices(
@@ -183,7 +202,7 @@ def release(
 def note(
     ctx: typer.Context,
     serial: SerialArgument,
-    text: Annotated[str, typer.Argument(help="The note.")],
+    text: Annotated[str, typer.Argument(metavar=TEXT, help="The note.", show_default=False)],
     json_out: JsonOption = False,
 ) -> None:
     """Add a note to a device."""
@@ -199,7 +218,10 @@ def reinstate(
     ctx: typer.Context,
     serial: SerialArgument,
     reason: Annotated[
-        str, typer.Option("--reason", help="Why the release is undone; kept in the history.")
+        str,
+        typer.Option(
+            "--reason", metavar=TEXT, help="Why the release is undone; kept in the history."
+        ),
     ],
     json_out: JsonOption = False,
 ) -> None:
@@ -223,9 +245,25 @@ def _interactive() -> bool:
     )
 
 
-def _confirm_release(count: int) -> bool:
-    devices = "device" if count == 1 else "devices"
-    return typer.confirm(f"{RELEASE_MEANS}\nRelease {count} {devices}?", default=False, err=True)
+def _confirm_release(preview: ActionReport) -> bool:
+    """Ask before releasing, naming what will be released (the serials when few, a count when
+    many) after the refusals, so the admin decides knowing both."""
+    from velory_cli import render
+    from velory_cli.wording import count, listing, was_were
+
+    for result in preview.results:
+        if result.error:
+            render.error(f"will be refused: {result.error}")
+    released = [result.serial for result in preview.results if result.ok and result.changed]
+    unchanged = [result.serial for result in preview.results if result.ok and not result.changed]
+    refused = [result.serial for result in preview.results if not result.ok]
+    lines = [RELEASE_MEANS]
+    if refused:
+        lines.append(f"{listing(refused)} will be refused (see above).")
+    if unchanged:
+        lines.append(f"{listing(unchanged)} {was_were(len(unchanged))} released already.")
+    lines.append(f"Release {listing(released)}?" if released else f"Release {count(0, 'device')}?")
+    return typer.confirm("\n".join(lines), default=False, err=True)
 
 
 def _serials(arguments: list[str] | None, file: str | None) -> list[str]:
@@ -262,8 +300,19 @@ def _finish(report: ActionReport, json_out: bool) -> None:
 
     if json_out:
         render.emit_json(report.to_dict())
+    elif len(report.results) == 1:
+        # One device: one line says it; a table of one row would only frame it.
+        row = next(iter(_result_rows(report)))
+        render.line(f"{row['serial']}: {row['result']} ({row['status_label']})")
     else:
-        render.table(_result_columns(), _result_rows(report), title=None, empty="No serials.")
+        render.table(
+            _result_columns(),
+            _result_rows(report),
+            title=None,
+            empty="No serials.",
+            all_rows=True,
+            also="--json",
+        )
     for result in report.results:
         if result.error:
             render.error(result.error)
@@ -281,9 +330,9 @@ def _result_columns() -> list[Column]:
     from velory_cli.render import Column
 
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Result", "result", style=_result_style),
-        Column("Status", "status_label"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Result", "result", style=_result_style, need=1, min_width=8),
+        Column("Status", "status_label", need=2),
     ]
 
 
@@ -322,10 +371,37 @@ def _summary(report: ActionReport) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("start")(start)
-    app.command("order")(order)
-    app.command("deliver")(deliver)
-    app.command("confirm-return")(confirm_return)
-    app.command("release")(release)
-    app.command("note")(note)
-    app.command("reinstate")(reinstate)
+    app.command("start", epilog=examples("velory start PF1K2X9Z"))(start)
+    app.command("order", epilog=examples("velory order PF1K2X9Z --model 'MacBook Air 13\" M4'"))(
+        order
+    )
+    app.command(
+        "deliver",
+        epilog=examples(
+            "velory deliver PF1K2X9Z --new-serial C02ZK1QX",
+            "velory deliver PF1K2X9Z --new-serial C02ZK1QX --model 'MacBook Air 15\"'",
+        ),
+    )(deliver)
+    app.command(
+        "confirm-return",
+        epilog=examples(
+            "velory confirm-return PF1K2X9Z",
+            "velory confirm-return PF1K2X9Z --bought-out --note 'Invoice 4471'",
+            "velory confirm-return --file returned.txt --dry-run",
+        ),
+    )(confirm_return)
+    app.command(
+        "release",
+        epilog=examples(
+            "velory release PF1K2X9Z                 # asks first at a terminal",
+            "velory release --file released.txt --yes",
+            "grep -v '^#' list.txt | velory release --file - --dry-run",
+        ),
+    )(release)
+    app.command("note", epilog=examples("velory note PF1K2X9Z 'Screen replaced under warranty'"))(
+        note
+    )
+    app.command(
+        "reinstate",
+        epilog=examples("velory reinstate PF1K2X9Z --reason 'Released by mistake, still in use'"),
+    )(reinstate)

@@ -8,16 +8,20 @@ from typing import Annotated
 
 import typer
 
-from velory_cli.commands.common import JsonOption, state
+from velory_cli.commands.common import FILE, JsonOption, examples, group, state
 
-db_app = typer.Typer(
-    name="db",
-    help="Look after the store: create an empty one (db init), back it up, check its health.",
-    no_args_is_help=True,
+db_app = group(
+    "db", "Look after the store: create an empty one (db init), back it up, check its health."
 )
 
 
-@db_app.command("init")
+@db_app.command(
+    "init",
+    epilog=examples(
+        "velory db init",
+        "VELORY_HOME=/var/lib/velory velory db init   # before the first cron run",
+    ),
+)
 def init(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Create an empty store where --db, VELORY_DB or VELORY_HOME say (the first import creates
     one too). A velory store that is there already is left as it is."""
@@ -35,10 +39,18 @@ def init(ctx: typer.Context, json_out: JsonOption = False) -> None:
         render.info(f"{report.path} is a velory store already: unchanged.")
 
 
-@db_app.command("backup")
+@db_app.command(
+    "backup",
+    epilog=examples(
+        "velory db backup /var/backups/velory/velory-2026-12-01.db",
+        "velory db backup nightly.db --force     # replace last night's copy",
+    ),
+)
 def backup(
     ctx: typer.Context,
-    target: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    file: Annotated[
+        Path, typer.Argument(metavar=FILE, help="The backup file to write.", show_default=False)
+    ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -47,14 +59,20 @@ def backup(
     from velory_cli.maintenance import backup_store
 
     with state(ctx).store() as store:
-        written = backup_store(store, target, force=force)
+        written = backup_store(store, file, force=force)
     if json_out:
         render.emit_json({"backup": str(written), "bytes": written.stat().st_size})
     else:
         render.info(f"Backed up the store to {written}.")
 
 
-@db_app.command("check")
+@db_app.command(
+    "check",
+    epilog=examples(
+        "velory db check",
+        "velory --db /var/backups/velory/velory-2026-12-01.db db check   # check a backup",
+    ),
+)
 def check(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Check the store: integrity, foreign keys, schema version, orphans, stuck notices."""
     from velory_cli import render

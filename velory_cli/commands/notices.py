@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from velory_cli.commands.common import (
+    DATE,
+    DIR,
+    AllOption,
     CsvOption,
     JsonOption,
+    LimitOption,
+    N,
+    check_limit,
+    examples,
+    group,
     now_utc,
     output_mode,
     parse_as_of,
@@ -22,27 +30,39 @@ if TYPE_CHECKING:
     from velory_cli.notices import SendReport
     from velory_cli.render import Column
 
-notices_app = typer.Typer(
-    name="notices",
-    help="Mail the due notices (cron), list them, retry failed ones.",
-    no_args_is_help=True,
+notices_app = group(
+    "notices",
+    "Mail the due notices (cron), list them, retry failed ones.",
 )
 
 # How each outcome reads in the dry-run table.
 WOULD = {"pending": "would send", "cancelled": "would cancel", "skipped": "skipped"}
 
 
-@notices_app.command("send")
+@notices_app.command(
+    "send",
+    epilog=examples(
+        "velory notices send                       # the daily cron job",
+        "velory notices send --dry-run             # what would go, changing nothing",
+        "velory notices send --outbox ./mails      # .eml files instead of SMTP",
+    ),
+)
 def send(
     ctx: typer.Context,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="The day to send for (default today's local date)."),
+        typer.Option(
+            "--as-of",
+            metavar=DATE,
+            help="The day to send for (default today's local date), like 2026-12-01.",
+            show_default=False,
+        ),
     ] = None,
     lead_days: Annotated[
         int | None,
         typer.Option(
             "--lead-days",
+            metavar=N,
             min=0,
             max=MAX_DAYS_AHEAD,
             help="Days before the renewal date a notice is due (default lead_days, else 30).",
@@ -56,6 +76,7 @@ def send(
         Path | None,
         typer.Option(
             "--outbox",
+            metavar=DIR,
             help="Write one .eml file per mail into this folder instead of using SMTP.",
             show_default=False,
         ),
@@ -118,17 +139,21 @@ def _show_report(report: SendReport, *, json_out: bool, quiet: bool) -> None:
 
 
 def _summary(report: SendReport) -> str:
+    from velory_cli.wording import count
+
     counts = report.to_dict()
     if report.dry_run:
+        pending = counts["pending"]
         return (
-            f"Dry run: {counts['pending']} notices would be sent, {counts['cancelled']} "
+            f"Dry run: {count(pending, 'notice')} would be sent, {counts['cancelled']} "
             f"cancelled, {counts['skipped']} skipped (no email); nothing was written or sent."
         )
     if not report.outcomes:
         return "No notices due."
-    mails = f" in {report.mails} mails" if report.mails != counts["sent"] else ""
+    sent = counts["sent"]
+    mails = f" in {count(report.mails, 'mail')}" if sent else ""
     return (
-        f"Notices: {counts['sent']} sent{mails}, {counts['failed']} failed, "
+        f"Sent {count(sent, 'notice')}{mails}; {counts['failed']} failed, "
         f"{counts['pending']} pending, {counts['skipped']} skipped (no email), "
         f"{counts['cancelled']} cancelled."
     )
@@ -138,12 +163,12 @@ def _dry_run_columns() -> list[Column]:
     from velory_cli.render import Column
 
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Kind", "kind"),
-        Column("To", "recipient"),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Would", "would"),
-        Column("Why", "error"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Kind", "kind", no_wrap=True, need=2),
+        Column("To", "recipient", no_wrap=True, need=1),
+        Column("Renewal", "renewal_date", no_wrap=True, need=3),
+        Column("Would", "would", need=1, min_width=6),
+        Column("Why", "error", need=2, min_width=16),
     ]
 
 
@@ -154,17 +179,27 @@ def _dry_run_rows(report: SendReport) -> Iterable[dict[str, Any]]:
         yield row
 
 
-@notices_app.command("list")
+@notices_app.command(
+    "list",
+    epilog=examples(
+        "velory notices list --status failed",
+        "velory notices list --csv > notices.csv",
+    ),
+)
 def list_command(
     ctx: typer.Context,
     status: Annotated[
         str | None,
-        typer.Option(help="Only this state: pending, sending, sent, failed, cancelled."),
+        typer.Option(
+            metavar="STATE", help="Only this state: pending, sending, sent, failed, cancelled."
+        ),
     ] = None,
     kind: Annotated[
         str | None,
-        typer.Option(help="Only this kind: renewal, personal_data, reminder_DAYS."),
+        typer.Option(metavar="KIND", help="Only this kind: renewal, personal_data, reminder_DAYS."),
     ] = None,
+    limit: LimitOption = None,
+    all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -174,6 +209,7 @@ def list_command(
     from velory_cli.notices import list_notices
 
     mode = output_mode(json_out, csv_out)
+    check_limit(limit, all_rows)
     with state(ctx).store() as store:
         found = list_notices(store, status=status, kind=kind)
     rows = [notice.to_dict() for notice in found]
@@ -182,21 +218,29 @@ def list_command(
     elif mode == "csv":
         render.emit_csv(rows, NOTICE_KEYS)
     else:
-        render.table(_list_columns(), rows, title="Notices", empty="No notices.")
+        render.table(
+            _list_columns(),
+            rows,
+            title="Notices",
+            empty="No notices.",
+            limit=limit,
+            all_rows=all_rows,
+            noun="notice",
+        )
 
 
 def _list_columns() -> list[Column]:
     from velory_cli.render import Column
 
     return [
-        Column("Serial", "serial", no_wrap=True),
-        Column("Kind", "kind"),
-        Column("To", "recipient"),
-        Column("Renewal", "renewal_date", no_wrap=True),
-        Column("Status", "status", style=_status_style),
-        Column("Tries", "attempts", justify="right"),
-        Column("Sent", "sent_at", no_wrap=True),
-        Column("Error", "error"),
+        Column("Serial", "serial", no_wrap=True, need=1),
+        Column("Kind", "kind", no_wrap=True, need=2),
+        Column("To", "recipient", no_wrap=True, need=1),
+        Column("Renewal", "renewal_date", no_wrap=True, need=3),
+        Column("Status", "status", style=_status_style, no_wrap=True, need=1),
+        Column("Tries", "attempts", justify="right", no_wrap=True, need=6),
+        Column("Sent", "sent_at", no_wrap=True, need=5),
+        Column("Error", "error", need=4, min_width=16),
     ]
 
 
