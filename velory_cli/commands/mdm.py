@@ -11,6 +11,7 @@ import typer
 from velory_cli.commands.common import (
     CsvOption,
     JsonOption,
+    group,
     now_utc,
     output_mode,
     parse_as_of,
@@ -26,11 +27,7 @@ QuietOption = Annotated[
     typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
 ]
 
-mdm_app = typer.Typer(
-    name="mdm",
-    help="Compare the register with MDM exports: import, check.",
-    no_args_is_help=True,
-)
+mdm_app = group("mdm", "Compare the register with MDM exports: import, check.")
 
 
 @mdm_app.command("import")
@@ -59,6 +56,7 @@ def import_export(
         str | None,
         typer.Option(
             "--encoding",
+            metavar="NAME",
             help="The file's encoding (default: UTF-8, else Windows-1252).",
             show_default=False,
         ),
