@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from velory_cli.errors import Refused, UsageError
-from velory_cli.models import DEVICE_STATUSES, Device, HistoryEntry, Note
+from velory_cli.models import DEVICE_KEYS, DEVICE_STATUSES, Device, HistoryEntry, Note, joined_notes
 from velory_cli.store import DeviceFilter, Store
 
 
@@ -57,23 +57,49 @@ class DeviceDetail:
         }
 
 
+def device_notes(device: Device, added: list[Note]) -> list[Note]:
+    """A device's notes, oldest first: the notes column of the imported inventory first, as
+    the device arrived with it, then the ones added since."""
+    if not device.import_notes:
+        return added
+    return [Note(at=device.created_at or "", actor="import", text=device.import_notes), *added]
+
+
 def device_detail(store: Store, serial: str) -> DeviceDetail:
     from velory_cli.mdm.check import device_mdm_state
 
     device = find_device(store, serial)
-    notes = store.notes(device.id)
-    if device.import_notes:
-        # The notes column of the imported inventory comes first, as the device arrived with it.
-        notes.insert(0, Note(at=device.created_at or "", actor="import", text=device.import_notes))
     return DeviceDetail(
         device=device,
-        notes=notes,
+        notes=device_notes(device, store.notes(device.id)),
         history=store.history(device.id),
         notices=store.notices_for_device(device.id),
         mdm=device_mdm_state(store, device),
     )
 
 
-def export_devices(store: Store) -> Iterator[Device]:
-    """Every device, removed ones too."""
-    return store.iter_all_devices()
+# The keys of an exported device: a device's, then its notes.
+EXPORT_KEYS = (*DEVICE_KEYS, "notes")
+
+
+@dataclass(frozen=True)
+class ExportedDevice:
+    """A device as ``export`` writes it: with every note it has, oldest first."""
+
+    device: Device
+    notes: list[Note]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape: a device plus ``notes`` as ``show`` has them."""
+        return {**self.device.to_dict(), "notes": [note.to_dict() for note in self.notes]}
+
+    def to_row(self) -> dict[str, Any]:
+        """A row of a table file (CSV, a workbook): the notes in one cell, a line each."""
+        notes = joined_notes(note.text for note in self.notes) if self.notes else None
+        return {**self.device.to_dict(), "notes": notes}
+
+
+def export_devices(store: Store) -> Iterator[ExportedDevice]:
+    """Every device, removed ones too, with its notes."""
+    for device, added in store.iter_export_rows():
+        yield ExportedDevice(device, device_notes(device, added))

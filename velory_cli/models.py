@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,12 @@ class Note:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at, "actor": self.actor, "text": self.text}
+
+
+def joined_notes(texts: Iterable[str]) -> str:
+    """A device's notes as one cell of an export, oldest first, one after another on their own
+    lines; an import compares a notes cell with this to see that it is the device's own."""
+    return "\n".join(texts)
 
 
 @dataclass(frozen=True)

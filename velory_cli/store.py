@@ -529,6 +529,29 @@ class Store:
         for row in self.conn.execute(_DEVICE_SELECT + " ORDER BY serial"):
             yield _device(row)
 
+    def iter_export_rows(self) -> Iterator[tuple[Device, list[Note]]]:
+        """Every device, removed ones too, in serial order, each with the notes added to it
+        (oldest first), without holding them all: one query, each device's notes read through
+        notes_device."""
+        sql = (
+            _DEVICE_SELECT.replace(
+                " FROM devices",
+                ", (SELECT json_group_array(json_array(n.at, n.actor, n.text)) FROM"
+                " (SELECT at, actor, text FROM notes WHERE device_id = devices.id ORDER BY id)"
+                " AS n) FROM devices",
+            )
+            + " ORDER BY serial"
+        )
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        width = len(DEVICE_COLUMNS)
+        for row in cursor.execute(sql):
+            notes = row[width]
+            yield (
+                Device(*row[:width]),
+                [Note(*entry) for entry in json.loads(notes)] if notes != "[]" else [],
+            )
+
     def insert_device(self, values: dict[str, Any]) -> int:
         values = {**values, "serial_key": fold(values["serial"])}
         columns = list(values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,9 @@ from velory_cli.commands.common import (
     state,
 )
 from velory_cli.models import DEVICE_KEYS, DEVICE_STATUSES, Device, distributor_label
+
+if TYPE_CHECKING:
+    from velory_cli.inventory import ExportedDevice
 
 
 def device_rows(devices: Iterable[Device]) -> Iterable[dict[str, Any]]:
@@ -312,28 +315,33 @@ def export(
     render.info(f"Exported {wording.count(count, 'device')} to {output}.")
 
 
-def _write_export(devices: Iterable[Device], as_json: bool, out: Any, *, bom: bool = False) -> int:
+def _write_export(
+    devices: Iterable[ExportedDevice], as_json: bool, out: Any, *, bom: bool = False
+) -> int:
     from velory_cli import render
+    from velory_cli.inventory import EXPORT_KEYS
 
-    rows = [device.to_dict() for device in devices]
     if as_json:
+        rows = [device.to_dict() for device in devices]
         render.emit_json(rows, out)
     else:
-        render.emit_csv(rows, DEVICE_KEYS, out, bom=bom)
+        rows = [device.to_row() for device in devices]
+        render.emit_csv(rows, EXPORT_KEYS, out, bom=bom)
     return len(rows)
 
 
-def _write_workbook(devices: Iterable[Device], path: str) -> int:
+def _write_workbook(devices: Iterable[ExportedDevice], path: str) -> int:
     """The export as a workbook: the JSON keys as the header, dates as date cells, every text
-    a string cell (no ``'`` needed: a string cell is never a formula)."""
+    a string cell (no ``'`` needed: a string cell is never a formula), the notes one cell."""
+    from velory_cli.inventory import EXPORT_KEYS
     from velory_cli.outputs import WorkbookWriter
 
-    keys = list(DEVICE_KEYS)
+    keys = list(EXPORT_KEYS)
     dated = [keys.index(key) for key in ("purchase_date", "renewal_date") if key in keys]
     writer = WorkbookWriter(path, keys, sheet="Devices", date_columns=dated)
     count = 0
     for device in devices:
-        row = device.to_dict()
+        row = device.to_row()
         writer.add([row.get(key) for key in keys])
         count += 1
     writer.close()

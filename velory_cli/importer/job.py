@@ -37,8 +37,12 @@ from velory_cli.importer.writes import (
     ImportWrites,
     StoredDevice,
 )
-from velory_cli.models import ACTIVE, REMOVED, SOURCE_IMPORTED
+from velory_cli.models import ACTIVE, REMOVED, SOURCE_IMPORTED, joined_notes
 from velory_cli.store import SERIALS_INDEX, Store
+
+# Where the imported notes are among a row's stored fields, and in a stored device's tuple.
+_IMPORT_NOTES = STORED_FIELDS.index("import_notes")
+_STORED_NOTES = STORED_VALUES.start + _IMPORT_NOTES
 
 # The action of the history entries an import writes.
 IMPORT_ACTION = "import"
@@ -672,6 +676,38 @@ class _Import:
                 repeats[new[index]] = first
         self.report.inserted += inserted
 
+    def _own_notes(
+        self,
+        stored: Sequence[StoredDevice],
+        rows: Sequence[Sequence[str]],
+        candidates: Sequence[int],
+        same: Sequence[bool],
+    ) -> dict[int, str]:
+        """For the rows whose notes cell differs from the imported notes of its device: that
+        device's notes as an export joins them (imported, then added ones), by device id, so
+        an export read back adds no note. The added notes are read only for these rows: a
+        re-import of an unchanged fleet reads none."""
+        differing = [
+            stored[index][DEVICE_ID]
+            for index in candidates
+            if not same[index]
+            and rows[index][_IMPORT_NOTES]
+            and rows[index][_IMPORT_NOTES] != stored[index][_STORED_NOTES]
+        ]
+        if not differing:
+            return {}
+        added = self.writes.added_notes(differing)
+        own: dict[int, str] = {}
+        for index in candidates:
+            match = stored[index]
+            texts = added.get(match[DEVICE_ID])
+            if texts is None:
+                continue
+            imported = match[_STORED_NOTES]
+            joined = joined_notes([imported, *texts] if imported else texts)
+            own[match[DEVICE_ID]] = joined.replace("\r\n", "\n").replace("\r", "\n").strip()
+        return own
+
     def _update(self, columns: Sequence[Sequence[str]], stored: list[StoredDevice]) -> None:
         """Compare the stored devices of the chunk with the file's rows: the changed ones
         updated (an empty cell never clears a value), each change in the history."""
@@ -689,6 +725,8 @@ class _Import:
         else:
             report.unchanged += same.count(True)
             candidates = itertools.compress(range(len(stored)), map(operator.not_, same))
+        candidates = list(candidates)
+        own_notes = self._own_notes(stored, rows, candidates, same)
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
         for index in candidates:
@@ -705,6 +743,8 @@ class _Import:
             changes: dict[str, dict[str, Any]] = {}
             for index, column in enumerate(STORED_FIELDS):
                 value = row[index]
+                if index == _IMPORT_NOTES and own_notes.get(device_id) == value:
+                    continue  # the device's notes as velory exported them: nothing new
                 if value and value != merged[index]:  # an empty cell never clears a value
                     changes[column] = {"old": merged[index] or None, "new": value}
                     merged[index] = value

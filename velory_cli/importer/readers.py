@@ -20,6 +20,7 @@ from typing import IO, Any, NamedTuple, Protocol
 
 from velory_cli.importer.columns import (
     ALIASES,
+    NOTES,
     SERIAL,
     ColumnMap,
     UnknownHeader,
@@ -38,7 +39,7 @@ from velory_cli.importer.sources import (
     sniff_delimiter,
     text_stream,
 )
-from velory_cli.models import SPREADSHEET_QUOTED_STARTS
+from velory_cli.models import SPREADSHEET_QUOTED_STARTS, joined_notes
 
 # No inventory has a header of more columns than this.
 MAX_COLUMNS = 10_000
@@ -359,6 +360,15 @@ def _csv_problem(exc: csv.Error) -> str:
     return f"this is not a CSV table: {text}"
 
 
+def _note_text(note: Any) -> str | None:
+    """The text of one note of a JSON list of notes: a text, or an object with one."""
+    if isinstance(note, str):
+        return note
+    if isinstance(note, dict) and isinstance(note.get("text"), str):
+        return str(note["text"])
+    return None
+
+
 class _JsonKeys:
     """The column map of each distinct set of keys the objects of a JSON file use."""
 
@@ -386,6 +396,20 @@ class _JsonKeys:
             value = obj[key_list[position]] if position is not None else None
             if isinstance(value, str):
                 values.append(value)
+                continue
+            if index == NOTES and isinstance(value, list):
+                # velory's own JSON export: the notes as `show` has them, [{at, actor, text}].
+                texts = [_note_text(note) for note in value]
+                if None not in texts:
+                    values.append(joined_notes(text for text in texts if text is not None))
+                    continue
+                values.append("")
+                errors = add_error(
+                    errors,
+                    number,
+                    columns.names[index],
+                    "a list of notes holds texts or objects with a text",
+                )
                 continue
             values.append("")
             if value is not None:

@@ -197,6 +197,21 @@ class ImportWrites:
         )
         return {row[0]: row[1] for row in rows}
 
+    def added_notes(self, device_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The texts of the notes added to these devices (beside their imported notes),
+        oldest first, for the devices that have any: one query for the chunk."""
+        found: dict[int, list[str]] = {}
+        if not device_ids:
+            return found
+        rows = self.conn.execute(
+            "SELECT n.device_id, n.text FROM json_each(?) AS j"
+            " JOIN notes AS n ON n.device_id = j.value ORDER BY n.device_id, n.id",
+            (json.dumps(list(device_ids)),),
+        )
+        for device_id, text in rows:
+            found.setdefault(device_id, []).append(text)
+        return found
+
     def update(
         self, updates: Sequence[tuple[Any, ...]], history: Sequence[tuple[Any, ...]]
     ) -> None:
