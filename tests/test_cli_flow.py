@@ -510,18 +510,18 @@ def test_todo_outputs(invoke: Invoke, db: Path) -> None:
         ),
         ("T2", {"status": "return_confirmed", "status_changed_at": "2026-03-04T08:00:00Z"}),
         ("T3", {"status": "renewal_started", "status_changed_at": "2026-03-02T08:00:00Z"}),
-        ("T4", {}),
+        ("T4", {}),  # active, renewing on 2026-12-01: nothing to do yet
     )
-    rows = json_out(invoke(["todo", "--json"]))
+    rows = json_out(invoke(["todo", "--json", "--as-of", "2026-03-10"]))
     assert [(r["serial"], r["action"], r["since"]) for r in rows] == [
         ("T1", "confirm-return", "2026-03-09"),
         ("T2", "release", "2026-03-04"),
         ("T3", "wait-for-delivery", "2026-03-02"),
     ]
-    as_csv = invoke(["todo", "--csv"])
+    as_csv = invoke(["todo", "--csv", "--as-of", "2026-03-10"])
     assert next(csv.DictReader(io.StringIO(as_csv.stdout)))["action"] == "confirm-return"
     assert as_csv.stdout.splitlines()[0] == ",".join(TODO_KEYS)
-    table = invoke(["todo"])
+    table = invoke(["todo", "--as-of", "2026-03-10"])
     assert table.exit_code == 0, table.output
     assert "wait-for-delivery" in table.stdout
 

@@ -109,7 +109,7 @@ def test_the_notices_due_are_found_from_the_index(fleet: Store) -> None:
 
 
 def test_what_waits_for_an_admin_is_found_from_the_index(fleet: Store) -> None:
-    plans = assert_no_scan_of_devices(fleet, lambda: renewals.todo_list(fleet))
+    plans = assert_no_scan_of_devices(fleet, lambda: renewals.todo_list(fleet, today=AS_OF))
     assert any("devices_status_renewal" in step for plan in plans for step in plan), plans
 
 
@@ -153,3 +153,12 @@ def test_an_import_looks_up_a_chunk_of_serials_from_the_index(fleet: Store, tmp_
 
     plans = assert_no_scan_of_devices(fleet, run)
     assert any("devices_serial" in step for plan in plans for step in plan), plans
+
+
+def test_the_users_to_chase_are_found_from_the_index(fleet: Store) -> None:
+    plans = assert_no_scan_of_devices(fleet, lambda: fleet.overdue_unstarted_rows("2026-11-01"))
+    assert any(
+        "devices_status_renewal" in step and "renewal_date<" in step
+        for plan in plans
+        for step in plan
+    ), plans

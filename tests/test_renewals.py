@@ -191,7 +191,7 @@ def test_todo_lists_what_waits_for_an_admin(store: Store) -> None:
     )
     confirm_returns(store, ["T4", "T6"], now="2026-03-07T11:00:00Z", actor="ann")
     release_devices(store, ["T6"], now="2026-03-08T11:00:00Z", actor="ann")
-    items = todo_list(store)
+    items = todo_list(store, today=date(2026, 3, 10))
     assert [(i.device.serial, i.action, i.since) for i in items] == [
         ("T3", "confirm-return", "2026-03-05"),
         ("T4", "release", "2026-03-07"),
@@ -209,4 +209,60 @@ def test_todo_lists_what_waits_for_an_admin(store: Store) -> None:
 def test_todo_is_empty_for_a_fleet_at_rest(store: Store) -> None:
     add_device(store, "A1")
     add_device(store, "R1", status="removed")
-    assert todo_list(store) == []
+    assert todo_list(store, today=date(2026, 11, 30)) == []
+
+
+# ---- todo: users to chase ------------------------------------------------------------------
+
+
+def _notice(store: Store, device_id: int, renewal_date: str, status: str) -> None:
+    """A renewal notice of ``device_id`` in ``status``, as the ledger's own steps leave it."""
+    with store.transaction():
+        store.queue_notice(
+            device_id, kind="renewal", renewal_date=renewal_date, recipient="u@x.se", at=STAMP
+        )
+        (notice,) = [n.id for n in store.list_notices() if n.device_id == device_id]
+        if status == "pending":
+            return
+        if status == "cancelled":
+            store.cancel_notices([(notice, "test")], at=STAMP)
+            return
+        store.claim_notices([notice], owner="test", at=STAMP)
+        store.finish_notices([notice], owner="test", status=status, at=STAMP)
+
+
+STAMP = "2026-04-20T08:00:00Z"
+
+
+def test_todo_chases_users_whose_renewal_date_has_passed(store: Store) -> None:
+    sent = add_device(store, "SENT", renewal_date="2026-05-01")
+    _notice(store, sent, "2026-05-01", "sent")
+    add_device(store, "NONE", renewal_date="2026-04-01")
+    failed = add_device(store, "FAILED", renewal_date="2026-05-20")
+    _notice(store, failed, "2026-05-20", "failed")
+    cancelled = add_device(store, "CANCELLED", renewal_date="2026-05-21")
+    _notice(store, cancelled, "2026-05-21", "cancelled")
+    stale = add_device(store, "STALE", renewal_date="2026-05-22")
+    _notice(store, stale, "2023-05-22", "sent")  # the notice of an earlier renewal date
+    add_device(store, "TODAY", renewal_date="2026-06-01")  # not passed yet
+    add_device(store, "SOON", renewal_date="2026-06-15")
+    add_device(store, "DUSTIN", renewal_date="2026-01-01", distributor="Dustin Sverige AB")
+    add_device(store, "SPARE", renewal_date="2026-01-01", source="store")
+    add_device(store, "GONE", renewal_date="2026-01-01", status="removed")
+    add_device(store, "NODATE", renewal_date=None)
+    add_device(store, "BEGUN", renewal_date="2026-01-01")
+    start_renewal(store, "BEGUN", now="2026-05-02T08:00:00Z", actor="ann")
+    items = todo_list(store, today=AS_OF)
+    assert [(i.device.serial, i.action, i.since, i.notice_status) for i in items] == [
+        ("BEGUN", "wait-for-delivery", "2026-05-02", None),
+        ("NONE", "chase-user", "2026-04-01", None),
+        ("SENT", "chase-user", "2026-05-01", "sent"),
+        ("FAILED", "chase-user", "2026-05-20", "failed"),
+        ("CANCELLED", "chase-user", "2026-05-21", None),
+        ("STALE", "chase-user", "2026-05-22", None),
+    ]
+    assert items[2].to_dict()["notice_status"] == "sent"
+    assert items[0].to_dict()["notice_status"] is None
+    # A day later, the device renewing today is overdue too.
+    later = todo_list(store, today=date(2026, 6, 2))
+    assert ("TODAY", "chase-user") in [(i.device.serial, i.action) for i in later]

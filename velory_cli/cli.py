@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "todo": (
         "due",
-        "What waits for an admin: returns to confirm, devices to release, deliveries awaited.",
+        "What waits for an admin: returns, releases, deliveries awaited, users to chase.",
     ),
     "stats": (
         "due",

@@ -119,9 +119,10 @@ def _renewals(rows: Iterator[tuple[Any, ...]], as_of: date) -> Iterator[Renewal]
 CONFIRM_RETURN = "confirm-return"
 RELEASE = "release"
 WAIT_FOR_DELIVERY = "wait-for-delivery"
-TODO_ACTIONS = (CONFIRM_RETURN, RELEASE, WAIT_FOR_DELIVERY)
+CHASE_USER = "chase-user"
+TODO_ACTIONS = (CONFIRM_RETURN, RELEASE, WAIT_FOR_DELIVERY, CHASE_USER)
 
-TODO_KEYS = (*DEVICE_KEYS, "action", "since")
+TODO_KEYS = (*DEVICE_KEYS, "action", "since", "notice_status")
 
 
 @dataclass(frozen=True)
@@ -129,23 +130,45 @@ class TodoItem:
     device: Device
     action: str
     since: str | None
+    # The state of the renewal notice, as `renewals` reports it: for chase-user, the user's
+    # reminder so far; None for the other actions.
+    notice_status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.device.to_dict(), "action": self.action, "since": self.since}
+        return {
+            **self.device.to_dict(),
+            "action": self.action,
+            "since": self.since,
+            "notice_status": self.notice_status,
+        }
 
 
-def todo_list(store: Store) -> list[TodoItem]:
+def todo_list(store: Store, *, today: date, where: DeviceFilter | None = None) -> list[TodoItem]:
     """Started devices whose replacement arrived (confirm the return), confirmed devices
-    (release them) and started devices still waiting for their replacement; the ones waiting
-    longest first within each action."""
+    (release them), started devices still waiting for their replacement, and active devices
+    whose renewal date has passed without the user starting (chase the user: imported, not
+    Dustin's, as for notices); the ones waiting longest first within each action.
+    ``where``: only its distributor counts."""
+    where = where or DeviceFilter()
     items = [
         _todo_item(device)
-        for device in store.devices_in_statuses((RENEWAL_STARTED, RETURN_CONFIRMED))
+        for device in store.devices_in_statuses((RENEWAL_STARTED, RETURN_CONFIRMED), where)
     ]
+    items.extend(_users_to_chase(store, today, where))
     return sorted(
         items,
         key=lambda item: (TODO_ACTIONS.index(item.action), item.since or "", item.device.serial),
     )
+
+
+def _users_to_chase(store: Store, today: date, where: DeviceFilter) -> Iterator[TodoItem]:
+    width = len(DEVICE_COLUMNS)
+    for row in store.overdue_unstarted_rows(today.isoformat(), where):
+        device = Device(*row[:width])
+        if device.dustin:
+            continue  # Dustin runs their renewal and reminds their users
+        notice = NOTICE_STATES.get(row[width] or "")
+        yield TodoItem(device, CHASE_USER, device.renewal_date, notice)
 
 
 def _todo_item(device: Device) -> TodoItem:

@@ -931,12 +931,42 @@ class Store:
         sql, params = _renewals_sql(until, where)
         return [row["detail"] for row in self.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
 
-    def devices_in_statuses(self, statuses: Sequence[str]) -> list[Device]:
+    def devices_in_statuses(
+        self, statuses: Sequence[str], where: DeviceFilter = DeviceFilter()
+    ) -> list[Device]:
+        """The devices in these statuses, by serial; ``where``'s distributor filters too."""
         marks = ",".join("?" * len(statuses))
+        clauses = [f"status IN ({marks})"]
+        params: list[Any] = list(statuses)
+        _add_distributors(clauses, params, "distributor", where)
         rows = self.conn.execute(
-            _DEVICE_SELECT + f" WHERE status IN ({marks}) ORDER BY serial", list(statuses)
+            _DEVICE_SELECT + " WHERE " + " AND ".join(clauses) + " ORDER BY serial", params
         )
         return [_device(row) for row in rows]
+
+    def overdue_unstarted_rows(
+        self, before: str, where: DeviceFilter = DeviceFilter()
+    ) -> list[tuple[Any, ...]]:
+        """Imported, active devices whose renewal date is before ``before``, oldest renewal
+        first, as rows: the values of ``DEVICE_COLUMNS``, then the state of the renewal notice
+        for that renewal date (None when there is none). Read through devices_status_renewal:
+        only the overdue ones, never the fleet."""
+        clauses = [
+            f"d.status = {_sql_text(ACTIVE)}",
+            "d.renewal_date < ?",
+            f"d.source = {_sql_text(SOURCE_IMPORTED)}",
+        ]
+        params: list[Any] = [before]
+        _add_distributors(clauses, params, "d.distributor", where)
+        sql = (
+            "SELECT "
+            + ", ".join("d." + column for column in DEVICE_COLUMNS)
+            + f", {_RENEWAL_NOTICE_STATUS} FROM devices AS d"
+            " WHERE " + " AND ".join(clauses) + " ORDER BY d.renewal_date, d.serial"
+        )
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
 
     def count_by_status(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, count(*) FROM devices GROUP BY status")
@@ -989,6 +1019,23 @@ def _devices_where(where: DeviceFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+# The state of device d's renewal notice for its current renewal date. A device that changed
+# hands has a renewal notice per recipient: the one that counts is the newest that is not
+# cancelled (the new user's), else the newest.
+_RENEWAL_NOTICE_STATUS = (
+    "(SELECT n.status FROM notices AS n WHERE n.device_id = d.id"
+    " AND n.kind = 'renewal' AND n.renewal_date = d.renewal_date"
+    " ORDER BY n.status = 'cancelled', n.id DESC LIMIT 1) AS notice_status"
+)
+
+
+def _add_distributors(
+    clauses: list[str], params: list[Any], column: str, where: DeviceFilter
+) -> None:
+    if where.distributor:
+        _add_contains(clauses, params, column, where.distributor)
+
+
 def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
     # The statuses named, not "!= 'removed'": each is a range of devices_status_renewal
     # (status, renewal_date <= ?), so SQLite reads only the devices due, never the fleet.
@@ -1003,15 +1050,10 @@ def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
         _add_equals(clauses, params, "d.user_email", where.user_email)
     if where.distributor:
         _add_contains(clauses, params, "d.distributor", where.distributor)
-    # A device that changed hands has a renewal notice per recipient: the one that counts is
-    # the newest that is not cancelled (the new user's), else the newest.
     sql = (
         "SELECT "
         + ", ".join("d." + column for column in DEVICE_COLUMNS)
-        + ", (SELECT n.status FROM notices AS n WHERE n.device_id = d.id"
-        " AND n.kind = 'renewal' AND n.renewal_date = d.renewal_date"
-        " ORDER BY n.status = 'cancelled', n.id DESC LIMIT 1) AS notice_status"
-        " FROM devices AS d"
+        + f", {_RENEWAL_NOTICE_STATUS} FROM devices AS d"
         " WHERE " + " AND ".join(clauses) + " ORDER BY d.renewal_date, d.serial"
     )
     return sql, params

@@ -156,22 +156,23 @@ def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 
 def todo(
     ctx: typer.Context,
+    as_of: AsOfOption = None,
     limit: LimitOption = None,
     all_rows: AllOption = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
-    """What waits for an admin: returns to confirm, devices to release, deliveries awaited."""
+    """What waits for an admin: returns, releases, deliveries awaited, users to chase."""
     from velory_cli import render
-    from velory_cli.commands.common import today_local
     from velory_cli.mdm.check import discrepancy_counts, discrepancy_line
     from velory_cli.renewals import TODO_KEYS, todo_list
 
     mode = output_mode(json_out, csv_out)
     check_limit(limit, all_rows)
+    day = parse_as_of(as_of)
     with state(ctx).store() as store:
-        items = todo_list(store)
-        mdm_line = discrepancy_line(discrepancy_counts(store, today=today_local()))
+        items = todo_list(store, today=day)
+        mdm_line = discrepancy_line(discrepancy_counts(store, today=day))
     if mode == "json":
         render.emit_json([item.to_dict() for item in items])
     elif mode == "csv":
@@ -189,6 +190,7 @@ def todo(
                 Column("Email", "user_email", no_wrap=True, need=1),
                 Column("Status", "status_label", need=6),
                 Column("Replacement", "replacement_serial", no_wrap=True, need=3),
+                Column("Notice", "notice_status", no_wrap=True, need=3),
             ],
             _with_labels(item.to_dict() for item in items),
             title="Waiting for an admin",
@@ -263,7 +265,11 @@ def register(app: typer.Typer) -> None:
             "velory renewals --csv > renewals.csv",
         ),
     )(renewals)
-    app.command("todo", epilog=examples("velory todo", "velory todo --json | jq '.[].serial'"))(
-        todo
-    )
+    app.command(
+        "todo",
+        epilog=examples(
+            "velory todo",
+            "velory todo --json | jq '.[] | select(.action == \"chase-user\") | .user_email'",
+        ),
+    )(todo)
     app.command("stats", epilog=examples("velory stats", "velory stats --as-of 2027-01-01"))(stats)
