@@ -95,3 +95,102 @@ def test_todo_lists_the_users_to_chase_with_their_notice(invoke: Invoke, fleet: 
     ]
     before = invoke(["todo", "--json", "--as-of", "2026-11-20"])
     assert json_out(before) == []  # the renewal date itself has not passed yet
+
+
+# ---- --exclude-distributor -------------------------------------------------------------------
+
+
+def serials(result: object) -> list[str]:
+    return sorted(device["serial"] for device in json_out(result))  # type: ignore[arg-type]
+
+
+def test_exclude_distributor_leaves_out_names_containing_it(invoke: Invoke, fleet: Path) -> None:
+    result = invoke(["devices", "--exclude-distributor", "DUSTIN", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert serials(result) == ["C02XK1ZLJG5H", "FUTURE1", "PF1K2X9Z"]
+    twice = invoke(
+        ["devices", "--exclude-distributor", "dustin", "--exclude-distributor", "ELKJØP", "--json"]
+    )
+    assert serials(twice) == ["FUTURE1", "PF1K2X9Z"]  # ELKJØP as Elkjøp, beyond ASCII
+    with_include = invoke(["devices", "--distributor", "atea", "--exclude-distributor", "norge"])
+    assert with_include.exit_code == 0 and with_include.exception is None
+    assert "PF1K2X9Z" in with_include.stdout and "FUTURE1" not in with_include.stdout
+
+
+def test_a_device_without_a_distributor_is_never_excluded(invoke: Invoke, fleet: Path) -> None:
+    with Store.open(fleet) as store:
+        add_device(store, "NODIST", distributor=None)
+    result = invoke(["devices", "--exclude-distributor", "e", "--json"])
+    assert serials(result) == ["NODIST"]
+
+
+def test_renewals_and_todo_take_exclude_distributor(invoke: Invoke, fleet: Path) -> None:
+    args = ["--as-of", AS_OF, "--json"]
+    renewals = invoke(["renewals", *args, "--exclude-distributor", "elkjøp"])
+    assert renewals.exit_code == 0, renewals.output
+    assert renewals.exception is None
+    assert [r["serial"] for r in json_out(renewals)] == ["DU55TIN1", "PF1K2X9Z"]
+    renewals = invoke(["renewals", "--as-of", AS_OF, "--exclude-distributor", "atea", "--csv"])
+    assert renewals.exit_code == 0 and renewals.exception is None
+    rows = list(csv.DictReader(io.StringIO(renewals.stdout)))
+    assert [r["serial"] for r in rows] == ["DU55TIN1", "C02XK1ZLJG5H"]
+    todo = invoke(["todo", *args, "--exclude-distributor", "atea"])
+    assert todo.exit_code == 0, todo.output
+    assert todo.exception is None
+    assert [r["serial"] for r in json_out(todo)] == ["C02XK1ZLJG5H"]
+
+
+# ---- devices --search ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("åsa", ["OLD9", "PF1K2X9Z"]),  # the name, in any case beyond ASCII
+        ("lindström", ["OLD9", "PF1K2X9Z"]),  # LINDSTRÖM
+        ("LINDSTRÖM", ["OLD9", "PF1K2X9Z"]),
+        ("A\u030asa", ["OLD9", "PF1K2X9Z"]),  # a decomposed Å is the same letter
+        ("1k2x", ["PF1K2X9Z"]),  # part of the serial
+        ("BO.EK@", ["C02XK1ZLJG5H"]),  # part of the email
+        ("thinkpad", ["C02XK1ZLJG5H", "DU55TIN1", "OLD9"]),  # part of the model
+        ("iphone 15", ["FUTURE1"]),
+        ("öberg", ["FUTURE1"]),
+        ("nordlys.se", ["C02XK1ZLJG5H", "DU55TIN1", "FUTURE1", "PF1K2X9Z"]),
+        ("nobody", []),
+        ("%", []),  # no wildcard
+        ("_", []),
+    ],
+)
+def test_search_finds_part_of_serial_email_name_or_model(
+    invoke: Invoke, fleet: Path, text: str, found: list[str]
+) -> None:
+    result = invoke(["devices", "--search", text, "--include-removed", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert serials(result) == found
+
+
+def test_search_combines_with_the_other_filters(invoke: Invoke, fleet: Path) -> None:
+    assert serials(invoke(["devices", "--search", "åsa", "--json"])) == ["PF1K2X9Z"]
+    assert serials(invoke(["devices", "--search", "se", "--user", "cia@nordlys.se", "--json"])) == [
+        "DU55TIN1"
+    ]
+    found = invoke(["devices", "--search", "nordlys", "--exclude-distributor", "atea", "--json"])
+    assert serials(found) == ["C02XK1ZLJG5H", "DU55TIN1"]
+    found = invoke(["devices", "--search", "nordlys", "--distributor", "atea", "--json"])
+    assert serials(found) == ["FUTURE1", "PF1K2X9Z"]
+    by_status = invoke(["devices", "--search", "lindstr", "--status", "removed", "--csv"])
+    assert by_status.exit_code == 0 and by_status.exception is None
+    assert [r["serial"] for r in csv.DictReader(io.StringIO(by_status.stdout))] == ["OLD9"]
+    table = invoke(["devices", "--search", "ÅSA"])
+    assert table.exit_code == 0 and table.exception is None
+    assert "PF1K2X9Z" in table.stdout and "FUTURE1" not in table.stdout
+
+
+def test_an_empty_search_is_a_usage_error(invoke: Invoke, fleet: Path) -> None:
+    result = invoke(["devices", "--search", "  ", "--json"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    assert result.stderr.strip() == "error: --search needs some text to look for"

@@ -162,3 +162,33 @@ def test_the_users_to_chase_are_found_from_the_index(fleet: Store) -> None:
         for plan in plans
         for step in plan
     ), plans
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        DeviceFilter(exclude_distributors=("dustin",)),
+        DeviceFilter(exclude_distributors=("dustin", "ELKJØP"), distributor="a"),
+    ],
+    ids=["one", "two-and-distributor"],
+)
+def test_left_out_distributors_keep_renewals_and_todo_on_the_index(
+    fleet: Store, where: DeviceFilter
+) -> None:
+    for run in (
+        lambda: renewals.renewals_due(fleet, as_of=AS_OF, within_days=30, where=where),
+        lambda: renewals.todo_list(fleet, today=AS_OF, where=where),
+    ):
+        plans = assert_no_scan_of_devices(fleet, run)
+        assert any("devices_status_renewal" in step for plan in plans for step in plan), plans
+
+
+def test_a_search_for_one_users_devices_reads_only_theirs(fleet: Store) -> None:
+    # A part of a text is in no index: a search alone reads every device (see the README's
+    # Performance); with --user or --status it reads only those.
+    where = DeviceFilter(user_email="sn001@example.com", search="sn0")
+    plans = assert_no_scan_of_devices(fleet, lambda: inventory.list_devices(fleet, where))
+    assert any("devices_user_email" in step for plan in plans for step in plan), plans
+    where = DeviceFilter(status="renewal_started", search="sn0", exclude_distributors=("x",))
+    plans = assert_no_scan_of_devices(fleet, lambda: inventory.list_devices(fleet, where))
+    assert any("devices_status_renewal" in step for plan in plans for step in plan), plans

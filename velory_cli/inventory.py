@@ -23,6 +23,8 @@ def iter_devices(store: Store, where: DeviceFilter) -> Iterator[Device]:
         raise UsageError(
             f"unknown status {where.status!r}; use one of {', '.join(DEVICE_STATUSES)}"
         )
+    if where.search is not None and not where.search.strip():
+        raise UsageError("--search needs some text to look for")
     return store.iter_devices(where)
 
 

@@ -142,6 +142,10 @@ class DeviceFilter:
     user_email: str | None = None
     distributor: str | None = None
     include_removed: bool = False
+    # Leave out the distributors whose name contains any of these, matched as ``distributor``.
+    exclude_distributors: tuple[str, ...] = ()
+    # Part of the serial, email, user's name or model, compared as ``fold`` makes them.
+    search: str | None = None
 
 
 class Store:
@@ -1014,8 +1018,16 @@ def _devices_where(where: DeviceFilter) -> tuple[str, list[Any]]:
         clauses.append(_IS_NOT_REMOVED)
     if where.user_email:
         _add_equals(clauses, params, "user_email", where.user_email)
-    if where.distributor:
-        _add_contains(clauses, params, "distributor", where.distributor)
+    _add_distributors(clauses, params, "distributor", where)
+    if where.search:
+        # Every device the other filters leave is read (a part of a text is in no index),
+        # its four texts folded in one call: fold's NFKC and full case folding, which
+        # SQLite's lower() and LIKE (ASCII only) do not make.
+        clauses.append(
+            "instr(velory_fold(serial || char(31) || coalesce(user_email, '') || char(31)"
+            " || coalesce(user_name, '') || char(31) || coalesce(model, '')), ?) > 0"
+        )
+        params.append(fold(where.search))
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -1032,8 +1044,16 @@ _RENEWAL_NOTICE_STATUS = (
 def _add_distributors(
     clauses: list[str], params: list[Any], column: str, where: DeviceFilter
 ) -> None:
+    """``where``'s distributor, and the distributors it leaves out: a device without a
+    distributor is never left out."""
     if where.distributor:
         _add_contains(clauses, params, column, where.distributor)
+    for excluded in where.exclude_distributors:
+        if not excluded.strip():
+            continue
+        contains: list[str] = []
+        _add_contains(contains, params, column, excluded)
+        clauses.append(f"({column} IS NULL OR NOT {contains[0]})")
 
 
 def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
@@ -1048,8 +1068,7 @@ def _renewals_sql(until: str, where: DeviceFilter) -> tuple[str, list[Any]]:
         clauses.append(f"d.status IN {_NOT_REMOVED}")
     if where.user_email:
         _add_equals(clauses, params, "d.user_email", where.user_email)
-    if where.distributor:
-        _add_contains(clauses, params, "d.distributor", where.distributor)
+    _add_distributors(clauses, params, "d.distributor", where)
     sql = (
         "SELECT "
         + ", ".join("d." + column for column in DEVICE_COLUMNS)

@@ -163,6 +163,16 @@ AsOfOption = Annotated[
     ),
 ]
 
+ExcludeDistributorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude-distributor",
+        metavar=TEXT,
+        help="Leave out distributors whose name contains this, any case (repeatable).",
+        show_default=False,
+    ),
+]
+
 
 def check_limit(limit: int | None, all_rows: bool) -> None:
     if limit is not None and all_rows:

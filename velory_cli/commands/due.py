@@ -17,6 +17,7 @@ from velory_cli.commands.common import (
     AllOption,
     AsOfOption,
     CsvOption,
+    ExcludeDistributorOption,
     JsonOption,
     LimitOption,
     N,
@@ -59,6 +60,7 @@ def renewals(
         str | None,
         typer.Option(metavar=TEXT, help="Only distributors whose name contains this, any case."),
     ] = None,
+    exclude_distributor: ExcludeDistributorOption = None,
     status: Annotated[
         str | None,
         typer.Option(metavar="STATUS", help=f"Only this status: {', '.join(_NOT_REMOVED)}."),
@@ -79,6 +81,7 @@ def renewals(
         status=status.strip().lower() if status else None,
         user_email=user,
         distributor=distributor,
+        exclude_distributors=tuple(exclude_distributor or ()),
     )
     with state(ctx).store() as store:
         due = iter_renewals_due(store, as_of=day, within_days=within, where=where)
@@ -157,6 +160,7 @@ def _with_labels(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 def todo(
     ctx: typer.Context,
     as_of: AsOfOption = None,
+    exclude_distributor: ExcludeDistributorOption = None,
     limit: LimitOption = None,
     all_rows: AllOption = False,
     json_out: JsonOption = False,
@@ -166,12 +170,14 @@ def todo(
     from velory_cli import render
     from velory_cli.mdm.check import discrepancy_counts, discrepancy_line
     from velory_cli.renewals import TODO_KEYS, todo_list
+    from velory_cli.store import DeviceFilter
 
     mode = output_mode(json_out, csv_out)
     check_limit(limit, all_rows)
     day = parse_as_of(as_of)
+    where = DeviceFilter(exclude_distributors=tuple(exclude_distributor or ()))
     with state(ctx).store() as store:
-        items = todo_list(store, today=day)
+        items = todo_list(store, today=day, where=where)
         mdm_line = discrepancy_line(discrepancy_counts(store, today=day))
     if mode == "json":
         render.emit_json([item.to_dict() for item in items])
@@ -262,7 +268,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "velory renewals                               # the next 30 days, overdue first",
             "velory renewals --within 90 --as-of 01.01.2027",
-            "velory renewals --csv > renewals.csv",
+            "velory renewals --exclude-distributor dustin --csv > renewals.csv",
         ),
     )(renewals)
     app.command(

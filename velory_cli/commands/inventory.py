@@ -15,6 +15,7 @@ from velory_cli.commands.common import (
     TEXT,
     AllOption,
     CsvOption,
+    ExcludeDistributorOption,
     JsonOption,
     LimitOption,
     check_limit,
@@ -104,6 +105,15 @@ def devices(
         str | None,
         typer.Option(metavar=TEXT, help="Only distributors whose name contains this, any case."),
     ] = None,
+    exclude_distributor: ExcludeDistributorOption = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            metavar=TEXT,
+            help="Only devices whose serial, email, user's name or model contains this, any "
+            "case (beyond ASCII too).",
+        ),
+    ] = None,
     include_removed: Annotated[
         bool, typer.Option("--include-removed", help="Removed devices too.")
     ] = False,
@@ -124,6 +134,8 @@ def devices(
         user_email=user,
         distributor=distributor,
         include_removed=include_removed,
+        exclude_distributors=tuple(exclude_distributor or ()),
+        search=search,
     )
     with state(ctx).store() as store:
         found = iter_devices(store, where)
@@ -354,6 +366,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "velory devices --user asa.lindstrom@nordlys.se",
             "velory devices --distributor atea --status renewal_started",
+            "velory devices --search lindström --exclude-distributor dustin",
             "velory devices --csv > assets.csv",
         ),
     )(devices)
