@@ -194,3 +194,53 @@ def test_an_empty_search_is_a_usage_error(invoke: Invoke, fleet: Path) -> None:
     assert isinstance(result.exception, SystemExit)
     assert result.stdout == ""
     assert result.stderr.strip() == "error: --search needs some text to look for"
+
+
+# ---- did you mean ----------------------------------------------------------------------------
+
+
+def test_show_suggests_the_nearest_serial(invoke: Invoke, fleet: Path) -> None:
+    result = invoke(["show", "PF1K2X8Z"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    assert result.stderr == "error: PF1K2X8Z: no such device (did you mean PF1K2X9Z?)\n"
+    as_json = invoke(["show", "c02xk1zljg5", "--json"])
+    assert as_json.exit_code == 1 and as_json.stdout == ""
+    assert "(did you mean C02XK1ZLJG5H?)" in as_json.stderr
+    nothing_near = invoke(["show", "NOPE"])
+    assert nothing_near.stderr == "error: NOPE: no such device\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["start", "PF1K2X8Z"],
+        ["note", "PF1K2X8Z", "a note"],
+        ["release", "PF1K2X8Z", "--yes"],
+        ["confirm-return", "PF1K2X8Z"],
+        ["notices", "retry", "PF1K2X8Z"],
+    ],
+    ids=lambda args: args[0] if args[0] != "notices" else "notices-retry",
+)
+def test_actions_suggest_the_nearest_serial(invoke: Invoke, fleet: Path, args: list[str]) -> None:
+    result = invoke([*args, "--json"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    (refused,) = [r for r in json_out(result)["results"] if not r["ok"]]
+    assert refused["error"] == "PF1K2X8Z: no such device (did you mean PF1K2X9Z?)"
+    assert "did you mean PF1K2X9Z?" in result.stderr
+
+
+def test_a_bulk_command_suggests_for_each_unknown_serial(
+    invoke: Invoke, fleet: Path, tmp_path: Path
+) -> None:
+    serials_file = tmp_path / "serials.txt"
+    serials_file.write_text("PF1K2X8Z\nFUTURE2\nDU55TIN1\nGHOST-WITH-NO-MATCH\n", encoding="utf-8")
+    result = invoke(["release", "--file", str(serials_file), "--dry-run", "--json"])
+    assert result.exit_code == 1, result.output
+    errors = {r["serial"]: r["error"] for r in json_out(result)["results"]}
+    assert errors["PF1K2X8Z"] == "PF1K2X8Z: no such device (did you mean PF1K2X9Z?)"
+    assert errors["FUTURE2"] == "FUTURE2: no such device (did you mean FUTURE1?)"
+    assert errors["GHOST-WITH-NO-MATCH"] == "GHOST-WITH-NO-MATCH: no such device"
+    assert "no such device" not in (errors["DU55TIN1"] or "")

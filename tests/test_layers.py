@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "lifecycle",
             "inventory",
+            "nearest",
             "renewals",
             "stats",
             "notices",

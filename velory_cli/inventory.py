@@ -34,9 +34,11 @@ def hardware_view(store: Store, email: str) -> list[Device]:
 
 
 def find_device(store: Store, serial: str) -> Device:
+    from velory_cli.nearest import no_such_device
+
     device = store.device(serial)
     if device is None:
-        raise Refused(f"{serial.strip()}: no such device")
+        raise Refused(no_such_device(store, serial))
     return device
 
 

@@ -313,10 +313,16 @@ class ActionReport:
         return data
 
 
-def _unknown(serial: str) -> ActionResult:
-    return ActionResult(
-        serial, ok=False, changed=False, status=None, error=f"{serial}: no such device"
-    )
+# A bulk command suggests serials for this many unknown ones; a file of thousands of them is
+# the wrong file, not thousands of typing mistakes.
+_SUGGESTED_UNKNOWNS = 20
+
+
+def _unknown(store: Store, serial: str, *, suggest: bool = True) -> ActionResult:
+    from velory_cli.nearest import no_such_device
+
+    error = no_such_device(store, serial, suggest=suggest)
+    return ActionResult(serial, ok=False, changed=False, status=None, error=error)
 
 
 def _done(device: Device) -> ActionResult:
@@ -346,7 +352,7 @@ def _allowed_device(
     has the serial, it already has what was asked (unchanged), or ``TRANSITIONS`` refuses it."""
     device = store.device(serial)
     if device is None:
-        return _unknown(serial)
+        return _unknown(store, serial)
     if already_done(device, action, asked):
         return _unchanged(device)
     reason = refusal(device, action, asked)
@@ -476,10 +482,12 @@ def change_status(
     messages: list[str] = []
     with nullcontext() if dry_run else store.transaction():
         found = store.devices_by_serials(wanted)
+        unknown = 0
         for serial in wanted:
             device = found.get(fold(serial))
             if device is None:
-                results.append(_unknown(serial))
+                unknown += 1
+                results.append(_unknown(store, serial, suggest=unknown <= _SUGGESTED_UNKNOWNS))
                 continue
             if already_done(device, action, asked):
                 results.append(_unchanged(device))

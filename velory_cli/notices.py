@@ -192,11 +192,10 @@ def retry_failed(store: Store, serials: Sequence[str], *, every: bool, now: str)
             for serial in lifecycle.unique_serials(serials):
                 device = store.device(serial)
                 if device is None:
-                    report.results.append(
-                        lifecycle.ActionResult(
-                            serial, False, False, None, f"{serial}: no such device"
-                        )
-                    )
+                    from velory_cli.nearest import no_such_device
+
+                    error = no_such_device(store, serial)
+                    report.results.append(lifecycle.ActionResult(serial, False, False, None, error))
                     continue
                 failed = store.failed_notices([device.id])
                 report.notices.extend(failed)

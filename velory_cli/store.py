@@ -509,6 +509,34 @@ class Store:
         found.update(exact)
         return found
 
+    def serial_candidates(
+        self, keys: Sequence[str], prefixes: Sequence[str], *, per_prefix: int
+    ) -> list[tuple[str, str]]:
+        """(serial, key) of the devices whose serial key is one of ``keys``, or starts with
+        one of ``prefixes`` (the first ``per_prefix`` of each, in key order): all read from
+        the unique index of serial keys, never the whole table. The key of a device that
+        shares it with an older one (see DUPLICATE_KEY_SEPARATOR) is given without its
+        spelling."""
+        found: list[tuple[str, str]] = []
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        if keys:
+            found += cursor.execute(
+                "SELECT serial, serial_key FROM devices"
+                " WHERE serial_key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys), ensure_ascii=False),),
+            ).fetchall()
+        for prefix in prefixes:
+            if not prefix or ord(prefix[-1]) >= 0xD7FF:
+                continue  # no next character to end the range with (surrogates follow)
+            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            found += cursor.execute(
+                "SELECT serial, serial_key FROM devices WHERE serial_key >= ?"
+                " AND serial_key < ? ORDER BY serial_key LIMIT ?",
+                (prefix, after, per_prefix),
+            ).fetchall()
+        return [(serial, key.split(DUPLICATE_KEY_SEPARATOR, 1)[0]) for serial, key in found]
+
     def devices(self, where: DeviceFilter = DeviceFilter()) -> list[Device]:
         return list(self.iter_devices(where))
 
