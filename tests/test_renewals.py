@@ -266,3 +266,15 @@ def test_todo_chases_users_whose_renewal_date_has_passed(store: Store) -> None:
     # A day later, the device renewing today is overdue too.
     later = todo_list(store, today=date(2026, 6, 2))
     assert ("TODAY", "chase-user") in [(i.device.serial, i.action) for i in later]
+
+
+def test_todo_and_renewals_leave_out_the_distributors_asked(store: Store) -> None:
+    add_device(store, "ATEA", renewal_date="2026-05-01", distributor="Atea Sverige AB")
+    add_device(store, "ELKJOP", renewal_date="2026-05-02", distributor="Elkjøp Business")
+    add_device(store, "NONE", renewal_date="2026-05-03", distributor=None)
+    where = DeviceFilter(exclude_distributors=("ATEA", "elkjøp"))
+    assert [i.device.serial for i in todo_list(store, today=AS_OF, where=where)] == ["NONE"]
+    due = renewals_due(store, as_of=AS_OF, where=DeviceFilter(exclude_distributors=("sverige",)))
+    assert [r.device.serial for r in due] == ["ELKJOP", "NONE"]
+    blank = renewals_due(store, as_of=AS_OF, where=DeviceFilter(exclude_distributors=(" ",)))
+    assert len(blank) == 3

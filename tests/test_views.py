@@ -267,3 +267,20 @@ def test_export_to_a_file_has_a_bom_and_imports_back(
     assert sorted(d["serial"] for d in copied) == ["PF1", "PF2", "PF3", "PF4"]
     pf1 = next(d for d in copied if d["serial"] == "PF1")
     assert (pf1["user_name"], pf1["user_email"]) == ("Åsa Lindström", "asa@nordlys.se")
+
+
+def test_list_devices_searches_folded_texts(home: Path) -> None:
+    from velory_cli.errors import UsageError
+    from velory_cli.inventory import list_devices
+    from velory_cli.store import DeviceFilter
+
+    seeded(home)
+    with Store.open(home / "velory.db") as store:
+        found = list_devices(store, DeviceFilter(search="LINDSTRÖM"))
+        assert [device.serial for device in found] == ["PF1"]
+        found = list_devices(store, DeviceFilter(search="asa@", include_removed=True))
+        assert sorted(device.serial for device in found) == ["PF1", "PF2"]
+        found = list_devices(store, DeviceFilter(search="pf", exclude_distributors=("dustin",)))
+        assert sorted(device.serial for device in found) == ["PF1", "PF4"]
+        with pytest.raises(UsageError):
+            list_devices(store, DeviceFilter(search=" "))
