@@ -258,3 +258,41 @@ def test_the_demo_reads_well_at_80_columns(env: dict[str, str]) -> None:
     shown = screen.text.split("Subject: ", 1)[1].split("\nStep 4. ", 1)[0]
     shown = shown.split("\n", 1)[1]  # after the subject line
     assert shown.split() == mail.split()
+
+
+TODO_HEADERS = [
+    "Action",
+    "Since",
+    "Serial",
+    "Model",
+    "User",
+    "Email",
+    "Status",
+    "Replacement",
+    "Notice",
+]
+TODO_KEYS = {
+    "Action": "action",
+    "Since": "since",
+    "Serial": "serial",
+    "Model": "model",
+    "User": "user_name",
+    "Email": "user_email",
+    "Notice": "notice_status",
+}
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_todo_with_users_to_chase_at_a_terminal(
+    run: Run, env: dict[str, str], fleet: None, columns: int
+) -> None:
+    args = ["todo", "--as-of", AS_OF.isoformat()]
+    rows = json_out(run([*args, "--json"]))
+    assert {row["action"] for row in rows} == {"chase-user"}, rows
+    screen = run_in_terminal(args, columns=columns, env=env)
+    assert screen.returncode == 0, screen.text
+    assert "Traceback" not in screen.text
+    assert max(len(line.rstrip()) for line in screen.lines) <= columns
+    left_out = check_cells_whole(screen, TODO_HEADERS, rows, TODO_KEYS)
+    for header in ("Action", "Serial", "Email"):
+        assert header not in left_out
