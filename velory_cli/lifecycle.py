@@ -16,21 +16,18 @@ from typing import Any
 from velory_cli.dates import add_months
 from velory_cli.errors import ConfigError, UsageError
 from velory_cli.folding import fold
-
-# The names imported as themselves are passed on: the notices and the importer read those
-# statuses through lifecycle.
-from velory_cli.models import ACTIVE as ACTIVE
 from velory_cli.models import (
+    ACTIVE,
     DEVICE_STATUSES,
     OUTCOME_BOUGHT_OUT,
     OUTCOME_RETURNED,
+    REMOVED,
+    RENEWAL_STARTED,
     RETURN_CONFIRMED,
     SOURCE_STORE,
     Device,
     NoticeKind,
 )
-from velory_cli.models import REMOVED as REMOVED
-from velory_cli.models import RENEWAL_STARTED as RENEWAL_STARTED
 from velory_cli.store import StatusChange, Store
 
 # How Velory's own screens word each status, so admins recognise them in tables.

@@ -42,7 +42,15 @@ from velory_cli.errors import (
 )
 from velory_cli.folding import fold
 from velory_cli.mails import InvalidRecipient, MailComposer, MailStyle
-from velory_cli.models import Device, Notice, NoticeKind, NoticeState
+from velory_cli.models import (
+    ACTIVE,
+    REMOVED,
+    RENEWAL_STARTED,
+    Device,
+    Notice,
+    NoticeKind,
+    NoticeState,
+)
 
 if TYPE_CHECKING:
     from velory_cli.mailer import Outgoing, Transport
@@ -300,11 +308,11 @@ class _Plan:
 
 def _cancel_reason(notice: Notice, device: Device) -> str | None:
     """Why a renewal notice (or reminder) is no longer to be sent; None when it still is."""
-    if device.status == lifecycle.REMOVED:
+    if device.status == REMOVED:
         return "the device was removed"
-    if device.status == lifecycle.RENEWAL_STARTED:
+    if device.status == RENEWAL_STARTED:
         return "the renewal process was started"
-    if device.status != lifecycle.ACTIVE:
+    if device.status != ACTIVE:
         return "the return of the device was confirmed"
     if device.renewal_date != notice.renewal_date:
         if device.renewal_date:
