@@ -437,23 +437,90 @@ class MailComposer:
         return self.phrases["start_link_html"].format(link=link)
 
 
-# A header written as it is when it is ASCII and fits the line; anything else goes through the
-# email package's header objects, which encode and fold it.
+# A header written as it is when it is ASCII and fits the line; anything else folded here,
+# between words, with the words beyond ASCII as RFC 2047 encoded words.
 _HEADER_LINE = 78
 
 
 def _set_header(message: EmailMessage, name: str, value: str) -> None:
     if "\r" in value or "\n" in value:
         raise ValueError(f"a {name} header must be one line")
-    if value.isascii() and len(name) + 2 + len(value) <= _HEADER_LINE:
-        message.set_raw(name, value)
-    elif value.isascii():
-        message[name] = value
-    else:
-        from email.header import Header
+    message.set_raw(name, fold_header(name, value))
 
-        # RFC 2047 encoded words, folded to fit: ASCII the generator writes as it is.
-        message.set_raw(name, Header(value, "utf-8", header_name=name).encode())
+
+def fold_header(name: str, value: str) -> str:
+    """An unstructured header's value as it is written: folded between words so that every
+    line fits 78 characters, the first line never empty (the email package folds a long
+    header before its first word, and mail programs show that as a leading space). Runs of
+    words beyond ASCII become one encoded word each, so the spaces between them stay."""
+    # An encoded word must fit the first line too, or the generator folds the header again.
+    words = _header_words(value, min(_ENCODED_WORD, _HEADER_LINE - len(name) - 2))
+    lines: list[str] = []
+    line = ""
+    room = _HEADER_LINE - len(name) - 2
+    for word in words:
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line, room = word, _HEADER_LINE - 1
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines)
+
+
+# What an encoded word may hold at most (RFC 2047: 75 characters with its delimiters), and the
+# longest word written as it is (a longer one could not fit a line of its own).
+_ENCODED_WORD = 75
+_PLAIN_WORD = 60
+
+
+def _header_words(value: str, limit: int) -> list[str]:
+    """The words of a header as written: ASCII words as they are; each run of words beyond
+    ASCII (or that would read as an encoded word, or too long for a line) as encoded words,
+    split between its words where it is too long for one (each part but the last ends in its
+    encoded space), and within a word only where the word alone is."""
+
+    def plain(word: str) -> bool:
+        return word.isascii() and "=?" not in word and len(word) <= _PLAIN_WORD
+
+    words = value.split(" ")
+    written: list[str] = []
+    index = 0
+    while index < len(words):
+        if plain(words[index]):
+            written.append(words[index])
+            index += 1
+            continue
+        run: list[str] = []
+        while index < len(words) and not plain(words[index]):
+            run.append(words[index])
+            index += 1
+        written.extend(_encoded_words(" ".join(run), limit))
+    return written
+
+
+def _encoded_words(text: str, limit: int) -> list[str]:
+    from email import quoprimime
+
+    def encoded(part: str) -> str:
+        return quoprimime.header_encode(part.encode(), "utf-8")
+
+    pieces: list[str] = []
+    for word in re.findall(r"[^ ]+ ?| ", text):
+        if len(encoded(word)) <= limit:
+            pieces.append(word)
+        else:
+            pieces.extend(word)  # one character at a time: never a character cut in two
+    words: list[str] = []
+    part = ""
+    for piece in pieces:
+        if part and len(encoded(part + piece)) > limit:
+            words.append(encoded(part))
+            part = piece
+        else:
+            part += piece
+    words.append(encoded(part))
+    return words
 
 
 def check_recipient(text: str) -> str:
