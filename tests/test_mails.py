@@ -137,12 +137,14 @@ def mails_of_every_kind(invoke: Invoke, home: Path, language: str) -> list[bytes
         ("PHONE1", {**long, "renewal_date": day(9)}),
         ("LATE", {**long, "user_email": "late@example.com", "renewal_date": day(-30)}),
         ("OLD1", {**long, "user_email": "old@example.com", "renewal_date": day(200)}),
+        ("KEPT1", {**long, "user_email": "kept@example.com", "renewal_date": day(200)}),
     )
     renewals = send_to_outbox(invoke, home)
     reminders = send_to_outbox(invoke, home, as_of=3)
     deliver(invoke, "OLD1", "NEW1", LONG_MODEL, bought_out=False)
+    deliver(invoke, "KEPT1", "NEWK1", LONG_MODEL, bought_out=True)
     personal = send_to_outbox(invoke, home)
-    assert len(renewals) == 2 and len(reminders) == 1 and len(personal) == 1
+    assert len(renewals) == 2 and len(reminders) == 1 and len(personal) == 2
     return renewals + reminders + personal
 
 
@@ -351,3 +353,13 @@ def test_a_company_text_with_its_html_makes_both_parts_and_serves_several_device
     html = html_part(message)
     assert html is not None and html.startswith("<p>Our own <b>HTML</b>.</p>")
     assert "What happens next" not in html
+
+
+def test_the_distributor_is_escaped_in_the_html_part(invoke: Invoke, home: Path) -> None:
+    seed(home, ("A1", {"distributor": "Atea & <Partners>", "renewal_date": day(10)}))
+    (raw,) = send_to_outbox(invoke, home)
+    message = parse(raw)
+    assert "Atea & <Partners> will contact you" in text_part(message)
+    html = html_part(message)
+    assert html is not None and "Atea &amp; &lt;Partners&gt; will contact you" in html
+    assert "<Partners>" not in html
