@@ -363,3 +363,32 @@ def test_the_distributor_is_escaped_in_the_html_part(invoke: Invoke, home: Path)
     html = html_part(message)
     assert html is not None and "Atea &amp; &lt;Partners&gt; will contact you" in html
     assert "<Partners>" not in html
+
+
+@pytest.mark.parametrize(
+    ("language", "late", "expected"),
+    [
+        ("en", [-5, 10], "Action required: The renewal of one of your devices is overdue"),
+        ("en", [-5, -1, 10], "Action required: The renewal of 2 of your devices is overdue"),
+        ("en", [-5, -1], "Action required: The renewal of your devices is overdue"),
+        ("en", [5, 10], "Action required: Your devices are up for renewal"),
+        ("sv", [-5, 10], "Åtgärd krävs: Förnyelsen av en av dina enheter är försenad"),
+        ("sv", [-5, -1], "Åtgärd krävs: Förnyelsen av dina enheter är försenad"),
+    ],
+)
+def test_a_mail_calls_overdue_only_the_devices_that_are(
+    invoke: Invoke, home: Path, language: str, late: list[int], expected: str
+) -> None:
+    configure(home, f'language = "{language}"\n')
+    seed(
+        home,
+        *(
+            (f"D{i}", {"user_email": "anna@example.com", "renewal_date": day(offset)})
+            for i, offset in enumerate(late)
+        ),
+    )
+    (raw,) = send_to_outbox(invoke, home)
+    message = parse(raw)
+    assert subject(message) == expected
+    headline = expected.split(": ", 1)[1]
+    assert text_part(message).splitlines()[2].startswith(f"{headline}, ")

@@ -147,6 +147,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "headline_many": "Your devices are up for renewal",
         "headline_overdue_one": "The renewal of your device is overdue",
         "headline_overdue_many": "The renewal of your devices is overdue",
+        "headline_overdue_some": "The renewal of {n} of your devices is overdue",
+        "one_of": "one",
         "headline_personal_data": "Move or delete your personal data on your old device",
         "headline_personal_data_many": "Move or delete your personal data on your old devices",
         "headline_kept": "Move what you need for work to your new device",
@@ -189,6 +191,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "headline_many": "Dina enheter ska förnyas",
         "headline_overdue_one": "Förnyelsen av din enhet är försenad",
         "headline_overdue_many": "Förnyelsen av dina enheter är försenad",
+        "headline_overdue_some": "Förnyelsen av {n} av dina enheter är försenad",
+        "one_of": "en",
         "headline_personal_data": (
             "Flytta eller radera dina personliga uppgifter på din gamla enhet"
         ),
@@ -465,9 +469,9 @@ class MailComposer:
         items: Sequence[tuple[Notice, Device]],
         today: date,
         related: Mapping[str, Device],
-    ) -> tuple[list[dict[str, str]], bool]:
+    ) -> tuple[list[dict[str, str]], int]:
         rows: list[dict[str, str]] = []
-        overdue = False
+        overdue = 0
         for notice, device in items:
             if mail == NoticeKind.PERSONAL_DATA:
                 old, new = _old_and_new(device, related)
@@ -487,7 +491,7 @@ class MailComposer:
                 days_left = (date.fromisoformat(notice.renewal_date) - today).days
             except ValueError:
                 days_left = 0
-            overdue = overdue or days_left < 0
+            overdue += days_left < 0
             rows.append(
                 {
                     "device": self._device_text(device),
@@ -502,12 +506,17 @@ class MailComposer:
         return rows, overdue
 
     def _mail_values(
-        self, mail: str, name: str, count: int, overdue: bool, *, kept: bool = False
+        self, mail: str, name: str, count: int, overdue: int, *, kept: bool = False
     ) -> dict[str, str]:
+        """The fields of a mail about ``count`` devices, ``overdue`` of them overdue."""
         p = self.phrases
         many = "_many" if count > 1 else ""
         if mail == NoticeKind.PERSONAL_DATA:
             headline = p[("headline_kept" if kept else "headline_personal_data") + many]
+        elif 0 < overdue < count:  # not "your devices are overdue" when only some are
+            headline = p["headline_overdue_some"].format(
+                n=p["one_of"] if overdue == 1 else str(overdue)
+            )
         else:
             headline = p[
                 ("headline_overdue_" if overdue else "headline_")
