@@ -4,6 +4,7 @@ or written to the outbox, then parsed with the email package's default policy.""
 from __future__ import annotations
 
 import email
+import json
 import os
 import re
 from datetime import date, timedelta
@@ -392,3 +393,19 @@ def test_a_mail_calls_overdue_only_the_devices_that_are(
     assert subject(message) == expected
     headline = expected.split(": ", 1)[1]
     assert text_part(message).splitlines()[2].startswith(f"{headline}, ")
+
+
+def test_a_long_message_id_is_never_encoded_like_a_subject(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    serial = "C02-ZK1QX-LONG-SERIAL-FROM-AN-OLD-LEASING-EXPORT-2023"
+    seed(home, (serial, {"renewal_date": day(10), "user_email": "anna@example.com"}))
+    sender = "IT <it@it-department.headquarters.example-company-holding.com>"
+    result = invoke(["notices", "send"], extra_env={**smtp_server.env, "VELORY_MAIL_FROM": sender})
+    assert result.exit_code == 0, result.output
+
+    (received,) = smtp_server.messages()
+    (notice,) = json.loads(invoke(["notices", "list", "--json"]).stdout)
+    assert len(notice["message_id"]) > 78
+    assert b"=?" not in b"".join(header_lines(received.data, b"Message-ID"))
+    assert str(parse(received.data)["Message-ID"]) == notice["message_id"]

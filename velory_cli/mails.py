@@ -562,15 +562,20 @@ class MailComposer:
         return f"{', '.join(names[:-1])} {self.phrases['and']} {names[-1]}"
 
 
-# A header written as it is when it is ASCII and fits the line; anything else folded here,
-# between words, with the words beyond ASCII as RFC 2047 encoded words.
+# A header written as it is when it is ASCII and fits the line; a longer subject, or one beyond
+# ASCII, folded here between words, with the words beyond ASCII as RFC 2047 encoded words.
 _HEADER_LINE = 78
 
 
 def _set_header(message: EmailMessage, name: str, value: str) -> None:
     if "\r" in value or "\n" in value:
         raise ValueError(f"a {name} header must be one line")
-    message.set_raw(name, fold_header(name, value))
+    if value.isascii() and len(name) + 2 + len(value) <= _HEADER_LINE:
+        message.set_raw(name, value)
+    elif name == "Subject":  # the one header of free text, the one that is ever long
+        message.set_raw(name, fold_header(name, value))
+    else:  # a Message-ID is never made an encoded word: the header objects write it
+        message[name] = value
 
 
 def fold_header(name: str, value: str) -> str:
