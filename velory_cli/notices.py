@@ -246,6 +246,8 @@ class SendReport:
 
     dry_run: bool
     outcomes: list[NoticeOutcome] = field(default_factory=list)
+    # False when ``renewal_notices = false``: only personal-data reminders were looked at.
+    renewal_notices: bool = True
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     mails: int = 0
@@ -263,6 +265,7 @@ class SendReport:
             "cancelled": self.count(NoticeState.CANCELLED),
             "dry_run": self.dry_run,
             "mails": self.mails,
+            "renewal_notices": self.renewal_notices,
             "notices": [outcome.to_dict() for outcome in self.outcomes],
         }
 
@@ -691,8 +694,10 @@ def send_notices(
     now_text = clock()
     now = _parse_time(now_text)
     if transport is None:
-        return _dry_run(_plan(store, rules, now=now, claim_is_live=claim_is_live))
-    report = SendReport(dry_run=False)
+        dry_run = _dry_run(_plan(store, rules, now=now, claim_is_live=claim_is_live))
+        dry_run.renewal_notices = rules.renewal_notices
+        return dry_run
+    report = SendReport(dry_run=False, renewal_notices=rules.renewal_notices)
     with store.transaction():
         first = _plan(store, rules, now=now, claim_is_live=claim_is_live)
         _apply(store, first, at=now_text)

@@ -236,9 +236,10 @@ def _show_first_mail(outbox: Path, email: str) -> None:
 def wrap_mail(text: str, width: int) -> str:
     """A mail's text wrapped at words to ``width`` (at most 78, a mail's own line length).
 
-    The templates break their long paragraphs at about 90 columns; such a paragraph is joined
-    again and wrapped to the width, and a list item's continuation lines keep its indent, so
-    "1." and "-" items still read as lists. Short lines (headings, greetings) stay as written.
+    velory's own templates keep each paragraph on one line, which is wrapped to the width; a
+    company's template that breaks its paragraphs at about 90 columns has them joined again
+    first. A list item's continuation lines keep its indent, so "1." and "-" items still read
+    as lists. Short lines (headings, greetings) stay as written.
     """
     import re
     import textwrap
