@@ -16,13 +16,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from velory_cli.errors import (
     ConfigError,
+    ExitCode,
+    OutputUnwritable,
+    TemporaryFailure,
     UsageError,
+    worst,
 )
 from velory_cli.folding import fold
 from velory_cli.mails import InvalidRecipient, MailStyle, check_recipient, one_line
@@ -30,7 +34,8 @@ from velory_cli.models import Device, NoticeState
 from velory_cli.wording import count
 
 if TYPE_CHECKING:
-    from velory_cli.store import Store
+    from velory_cli.mailer import Outgoing, Transport
+    from velory_cli.store import DigestRow, Store
 
 # How many devices a section lists before it says how many more there are.
 DEFAULT_CAP = 20
@@ -246,7 +251,6 @@ PHRASES: dict[str, dict[str, str]] = {
         "job did not run.",
         "no_user": "no user",
         "more": "and {n} more: {command}",
-        "see": "See them all: {command}",
         "signature": "velory",
         "signature_company": "velory for {company}",
         f"title_{CHASE}": "Users to chase",
@@ -287,7 +291,6 @@ PHRASES: dict[str, dict[str, str]] = {
         "uteblir har jobbet inte körts.",
         "no_user": "ingen användare",
         "more": "och {n} till: {command}",
-        "see": "Se alla: {command}",
         "signature": "velory",
         "signature_company": "velory för {company}",
         f"title_{CHASE}": "Användare att påminna",
@@ -327,6 +330,7 @@ class DigestMail:
     text: str
     html: str
     language: str
+    company_name: str = ""
 
     @property
     def content_key(self) -> str:
@@ -379,7 +383,7 @@ def compose_digest(digest: Digest, style: MailStyle, *, cap: int = DEFAULT_CAP) 
         + "\n".join(html)
         + "\n</body>\n</html>\n"
     )
-    return DigestMail(digest_subject(digest, language), body, page, language)
+    return DigestMail(digest_subject(digest, language), body, page, language, company)
 
 
 def _section_text(
@@ -399,14 +403,12 @@ def _section_text(
         text.append(f"- {line}")
         html.append(f"<li>{_escape(line)}</li>")
     html.append("</ul>")
-    command = SECTION_COMMANDS[section.name]
     more = section.total - cap
     if more > 0:
-        tail = phrases["more"].format(n=more, command=command)
-    else:
-        tail = phrases["see"].format(command=command)
-    text += [tail, ""]
-    html.append(f"<p>{_escape(tail)}</p>")
+        tail = phrases["more"].format(n=more, command=SECTION_COMMANDS[section.name])
+        text.append(tail)
+        html.append(f"<p>{_escape(tail)}</p>")
+    text.append("")
 
 
 def _item_line(
@@ -486,3 +488,345 @@ def _unique(addresses: Iterable[str]) -> list[str]:
             seen.add(fold(address))
             unique.append(address)
     return unique
+
+
+# ---- the mail --------------------------------------------------------------------------------
+
+
+def build_message(
+    mail: DigestMail,
+    *,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    now: datetime,
+    company_name: str = "",
+) -> Outgoing:
+    """The digest as one MIME message to one recipient: plain text with an HTML alternative,
+    from the sender's name, else the company's."""
+    from email.message import EmailMessage
+    from email.policy import default
+    from email.utils import format_datetime, formataddr
+
+    from velory_cli.mailer import Outgoing, parse_sender
+
+    display, address = parse_sender(sender)
+    name = one_line(display or company_name)
+    message = EmailMessage(policy=default)
+    message["Subject"] = mail.subject
+    message["From"] = formataddr((name, address)) if address.isascii() else address
+    if recipient.isascii():
+        message["To"] = recipient
+    else:
+        message.set_raw("To", recipient)  # sent with SMTPUTF8, as the notices are
+    message["Date"] = format_datetime(now if now.tzinfo else now.astimezone())
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(mail.text)
+    message.add_alternative(mail.html, subtype="html")
+    message["Content-Language"] = mail.language  # after the parts: set_content drops it
+    return Outgoing(message=message, sender=address, recipient=recipient, message_id=message_id)
+
+
+def digest_message_id(recipient: str, day: date, sender: str, attempt: int) -> str:
+    """The Message-ID of a recipient's digest of ``day``: stable, so a digest sent again is
+    recognisably the same mail; ``attempt`` sets apart one that says something else."""
+    address = sender.strip().rpartition("<")[2].strip(" >")
+    domain = address.rpartition("@")[2].lower() if "@" in address else ""
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = ""
+    if not re.fullmatch(r"[a-z0-9.-]+", domain or "-"):
+        domain = "localhost"
+    who = hashlib.sha256(fold(recipient).encode()).hexdigest()[:12]
+    return f"<velory.digest.{day:%Y%m%d}.{who}.{attempt}@{domain}>"
+
+
+# ---- sending, once per recipient and day --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    """How the digest fared for one recipient: ``sent``, ``skipped`` (sent already today, or
+    another run is sending it), ``failed`` (refused for good), ``pending`` (not sent: the next
+    run sends it) or, in a dry run, ``would_send``."""
+
+    recipient: str
+    status: str
+    error: str | None = None
+    message_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient,
+            "status": self.status,
+            "error": self.error,
+            "message_id": self.message_id,
+        }
+
+
+@dataclass
+class DigestReport:
+    """One run of ``velory digest``."""
+
+    digest: Digest
+    mail: DigestMail
+    dry_run: bool
+    outcomes: list[RecipientOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exit_code: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.digest.day.isoformat(),
+            "dry_run": self.dry_run,
+            "sent": self.count(NoticeState.SENT),
+            "skipped": self.count(SKIPPED),
+            "failed": self.count(NoticeState.FAILED),
+            "pending": self.count(NoticeState.PENDING),
+            "subject": self.mail.subject,
+            "all_clear": self.digest.all_clear,
+            "sections": self.digest.counts(),
+            "recipients": [outcome.to_dict() for outcome in self.outcomes],
+        }
+
+
+@dataclass(frozen=True)
+class _Claim:
+    recipient: str
+    digest_id: int
+    message_id: str
+
+
+def send_digest(
+    store: Store,
+    digest: Digest,
+    mail: DigestMail,
+    recipients: Sequence[str],
+    *,
+    sender: str,
+    transport: Transport | None,
+    clock: Callable[[], str],
+    owner: str,
+    claim_is_live: Callable[[str | None], bool] | None = None,
+) -> DigestReport:
+    """Send ``mail`` to each recipient that has not had the digest of ``digest.day`` yet;
+    ``transport`` None is a dry run, which reads the ledger and writes nothing."""
+    from velory_cli.notices import claim_is_live as process_lives
+
+    run = _DigestRun(
+        store,
+        digest,
+        mail,
+        sender=sender,
+        transport=transport,
+        clock=clock,
+        owner=owner,
+        claim_is_live=claim_is_live or process_lives,
+    )
+    for recipient in recipients:
+        run.send_to(recipient)
+    run.finish()
+    return run.report
+
+
+@dataclass
+class _DigestRun:
+    store: Store
+    digest: Digest
+    mail: DigestMail
+    sender: str
+    transport: Transport | None
+    clock: Callable[[], str]
+    owner: str
+    claim_is_live: Callable[[str | None], bool]
+    report: DigestReport = field(init=False)
+    codes: list[int] = field(default_factory=list)
+    opened: bool = False
+    # Why the run stopped sending (the server unreachable, a setting to fix): the digests
+    # not sent yet stay for the next run.
+    stopped: str | None = None
+
+    def __post_init__(self) -> None:
+        self.report = DigestReport(self.digest, self.mail, dry_run=self.transport is None)
+
+    @property
+    def day(self) -> str:
+        return self.digest.day.isoformat()
+
+    def finish(self) -> None:
+        if self.opened and self.transport is not None:
+            self.transport.close()
+        self.report.exit_code = worst(*self.codes)
+
+    def _outcome(
+        self, recipient: str, status: str, error: str | None = None, mid: str | None = None
+    ) -> None:
+        self.report.outcomes.append(RecipientOutcome(recipient, status, error, mid))
+
+    def send_to(self, recipient: str) -> None:
+        if self.stopped is not None:
+            self._outcome(recipient, NoticeState.PENDING, f"not sent: {self.stopped}")
+            return
+        if self.transport is None:
+            self._dry_run(recipient)
+            return
+        try:
+            claim = self._claim(recipient)
+        except TemporaryFailure as exc:  # the store stayed busy: like a server that is down
+            self._stop(exc.message, ExitCode.TEMPORARY)
+            self._outcome(recipient, NoticeState.PENDING, exc.message)
+            return
+        if claim is None:
+            return
+        self._deliver(claim)
+
+    def _dry_run(self, recipient: str) -> None:
+        row = self.store.digest_row(fold(recipient), self.day)
+        reason = self._skip_reason(row) if row is not None else None
+        if reason is not None:
+            self._outcome(recipient, SKIPPED, reason, row.message_id if row else None)
+        else:
+            self._outcome(recipient, WOULD_SEND)
+
+    def _skip_reason(self, row: DigestRow) -> str | None:
+        """Why this run leaves a digest alone: sent already, or another run sends it now."""
+        if row.status == NoticeState.SENT:
+            return f"already sent today ({row.sent_at})"
+        if row.status == NoticeState.SENDING and self._claim_held(row):
+            return f"being sent by another run ({row.claimed_by}, since {row.claimed_at})"
+        return None
+
+    def _claim_held(self, row: DigestRow) -> bool:
+        from velory_cli.notices import CLAIM_TIMEOUT
+
+        if not self.claim_is_live(row.claimed_by) or not row.claimed_at:
+            return False
+        try:
+            claimed = datetime.fromisoformat(row.claimed_at)
+            now = datetime.fromisoformat(self.clock())
+        except ValueError:
+            return False
+        if claimed.tzinfo is None or now.tzinfo is None:
+            claimed, now = claimed.replace(tzinfo=None), now.replace(tzinfo=None)
+        return now - claimed <= CLAIM_TIMEOUT
+
+    def _claim(self, recipient: str) -> _Claim | None:
+        """Take this recipient's digest of the day for this run, in one short transaction,
+        before the server sees anything; None when it is not this run's to send."""
+        key = self.mail.content_key
+        at = self.clock()
+        with self.store.transaction():
+            row = self.store.digest_row(fold(recipient), self.day)
+            if row is None:
+                message_id = digest_message_id(recipient, self.digest.day, self.sender, 1)
+                self.store.claim_new_digest(
+                    recipient,
+                    self.day,
+                    owner=self.owner,
+                    at=at,
+                    message_id=message_id,
+                    content_key=key,
+                )
+                row = self.store.digest_row(fold(recipient), self.day)
+                assert row is not None
+                return _Claim(recipient, row.id, message_id)
+            reason = self._skip_reason(row)
+            if reason is not None:
+                self._outcome(recipient, SKIPPED, reason, row.message_id)
+                return None
+            # The same digest again keeps its Message-ID; one that says something else (the
+            # store changed since) gets its own.
+            if row.content_key == key:
+                message_id = row.message_id
+            else:
+                message_id = digest_message_id(
+                    recipient, self.digest.day, self.sender, row.attempts + 1
+                )
+            if not self.store.claim_digest(
+                row, owner=self.owner, at=at, message_id=message_id, content_key=key
+            ):
+                self._outcome(recipient, SKIPPED, "being sent by another run", row.message_id)
+                return None
+        if row.status == NoticeState.SENDING:
+            again = (
+                f"with the same Message-ID {message_id}: it may arrive twice"
+                if message_id == row.message_id
+                else f"with a new Message-ID {message_id}, as the store changed since"
+            )
+            self.report.warnings.append(
+                f"the digest to {recipient} was being sent by a run that stopped "
+                f"({row.claimed_by}, {row.claimed_at}); sending it again {again}"
+            )
+        return _Claim(recipient, row.id, message_id)
+
+    def _deliver(self, claim: _Claim) -> None:
+        from velory_cli.mailer import DeliveryError, PermanentDelivery, TemporaryDelivery
+
+        assert self.transport is not None
+        try:
+            outgoing = build_message(
+                self.mail,
+                sender=self.sender,
+                recipient=claim.recipient,
+                message_id=claim.message_id,
+                now=datetime.fromisoformat(self.clock()),
+                company_name=self.mail.company_name,
+            )
+            if not self.opened:
+                self.opened = True
+                self.transport.open()
+            self.transport.send(outgoing)
+        except PermanentDelivery as exc:
+            self._record(claim, NoticeState.FAILED, exc.message)
+            self.codes.append(ExitCode.REFUSED)
+            self.report.errors.append(f"the digest to {claim.recipient} failed: {exc.message}")
+        except TemporaryDelivery as exc:
+            self._record(claim, NoticeState.PENDING, exc.message)
+            if exc.connection:
+                self._stop(exc.message, ExitCode.TEMPORARY)
+            else:
+                self.codes.append(ExitCode.TEMPORARY)
+                self.report.warnings.append(
+                    f"the digest to {claim.recipient} stays for the next run: {exc.message}"
+                )
+        except DeliveryError as exc:
+            self._record(claim, NoticeState.PENDING, exc.message)
+            self._stop(exc.message, ExitCode.TEMPORARY)
+        except (ConfigError, OutputUnwritable) as exc:
+            self._record(claim, NoticeState.PENDING, exc.message)
+            self._stop(exc.message, exc.exit_code)
+        else:
+            self._record(claim, NoticeState.SENT)
+
+    def _stop(self, reason: str, code: int) -> None:
+        self.stopped = reason
+        self.codes.append(code)
+        self.report.errors.append(reason)
+
+    def _record(self, claim: _Claim, status: str, error: str | None = None) -> None:
+        """How the mail fared, in its own transaction; the store waits longer for this one."""
+        from velory_cli.errors import VeloryError
+        from velory_cli.notices import RECORD_WAIT
+
+        try:
+            with self.store.transaction(wait=RECORD_WAIT):
+                self.store.finish_digest(
+                    claim.digest_id, owner=self.owner, status=status, at=self.clock(), error=error
+                )
+        except VeloryError as exc:
+            if status != NoticeState.SENT:
+                raise
+            # Accepted by the server, not recorded: the next run finds the claim of a run
+            # that is gone and sends it again, with the same Message-ID.
+            raise type(exc)(
+                f"the digest to {claim.recipient} was accepted by the mail server but could "
+                f"not be recorded ({exc.message}); the next run sends it again with the same "
+                f"Message-ID {claim.message_id}"
+            ) from None
+        self._outcome(claim.recipient, status, error, claim.message_id)
