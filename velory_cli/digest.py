@@ -531,16 +531,10 @@ def build_message(
 def digest_message_id(recipient: str, day: date, sender: str, attempt: int) -> str:
     """The Message-ID of a recipient's digest of ``day``: stable, so a digest sent again is
     recognisably the same mail; ``attempt`` sets apart one that says something else."""
-    address = sender.strip().rpartition("<")[2].strip(" >")
-    domain = address.rpartition("@")[2].lower() if "@" in address else ""
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        domain = ""
-    if not re.fullmatch(r"[a-z0-9.-]+", domain or "-"):
-        domain = "localhost"
+    from velory_cli.notices import message_id_domain
+
     who = hashlib.sha256(fold(recipient).encode()).hexdigest()[:12]
-    return f"<velory.digest.{day:%Y%m%d}.{who}.{attempt}@{domain}>"
+    return f"<velory.digest.{day:%Y%m%d}.{who}.{attempt}@{message_id_domain(sender)}>"
 
 
 # ---- sending, once per recipient and day --------------------------------------------------------
@@ -703,18 +697,13 @@ class _DigestRun:
         return None
 
     def _claim_held(self, row: DigestRow) -> bool:
-        from velory_cli.notices import CLAIM_TIMEOUT
+        from velory_cli.notices import claim_held
 
-        if not self.claim_is_live(row.claimed_by) or not row.claimed_at:
-            return False
         try:
-            claimed = datetime.fromisoformat(row.claimed_at)
             now = datetime.fromisoformat(self.clock())
         except ValueError:
             return False
-        if claimed.tzinfo is None or now.tzinfo is None:
-            claimed, now = claimed.replace(tzinfo=None), now.replace(tzinfo=None)
-        return now - claimed <= CLAIM_TIMEOUT
+        return claim_held(row.claimed_by, row.claimed_at, now, self.claim_is_live)
 
     def _claim(self, recipient: str) -> _Claim | None:
         """Take this recipient's digest of the day for this run, in one short transaction,

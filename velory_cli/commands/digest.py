@@ -30,7 +30,8 @@ def digest(
         typer.Option(
             "--to",
             metavar=EMAIL,
-            help="Send it to this address (repeat for several; default admin_email).",
+            help="Send it to this address; repeat for several (default VELORY_ADMIN_EMAIL, "
+            "else admin_email in config.toml).",
             show_default=False,
         ),
     ] = None,
@@ -53,7 +54,11 @@ def digest(
     ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Mail the admins what waits for them: users to chase, returns, releases, failures, MDM."""
+    """Mail the admins what waits for them: users to chase, returns, releases, failures, MDM.
+
+    One mail per recipient and day, however often it runs: a second run that day sends
+    nothing. Exit codes as for notices send (78 also for no recipient).
+    """
     from velory_cli import render
     from velory_cli.digest import compose_digest, digest_recipients, gather_digest, send_digest
     from velory_cli.mailer import resolve_delivery
