@@ -258,3 +258,15 @@ def test_recipients_from_to_else_the_setting() -> None:
         digest_recipients([], "not an address")
     with pytest.raises(UsageError, match="--to"):
         digest_recipients(["a@example.com\nBcc: x@example.com"], None)
+
+
+def test_large_counts_read_as_the_language_writes_them(store: Store) -> None:
+    found = tuple(DigestItem(f"D{n}", None, None, "2026-11-01", 36, None) for n in range(12_345))
+    digest = Digest(TODAY, (Section(CHASE, found),))
+    en = compose_digest(digest, STYLE)
+    assert en.subject == "velory: 12,345 users to chase"
+    assert "Users to chase (12,345)" in en.text
+    assert "and 12,325 more: velory todo" in en.text
+    sv = compose_digest(digest, MailStyle(sender="it@example.com", language="sv"))
+    assert sv.subject == "velory: 12\u00a0345 användare att påminna"
+    assert "och 12\u00a0325 till: velory todo" in sv.text

@@ -206,8 +206,16 @@ def _mdm_section(store: Store, today: date, stale_days: int) -> Section | None:
 # ---- wording ---------------------------------------------------------------------------------
 
 
+def _number(n: int, language: str) -> str:
+    """A count as the language writes it: from 10,000 up with thousands set apart, as
+    ``wording.count`` does ("30,515"; in Swedish "30 515")."""
+    if n < 10_000:
+        return str(n)
+    return f"{n:,}" if language == "en" else f"{n:,}".replace(",", "\u00a0")
+
+
 def _sv_count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
+    return f"{_number(n, 'sv')} {one if n == 1 else many}"
 
 
 def _en_days(n: int) -> str:
@@ -374,7 +382,7 @@ def compose_digest(digest: Digest, style: MailStyle, *, cap: int = DEFAULT_CAP) 
         html.append(f"<p>{_escape(intro)}</p>")
         for section in digest.sections:
             if section.total:
-                _section_text(section, phrases, _DAYS[language], cap, text, html)
+                _section_text(section, language, phrases, cap, text, html)
     text.append(signature)
     html.append(f"<p>{_escape(signature)}</p>")
     body = "\n".join(text) + "\n"
@@ -388,13 +396,14 @@ def compose_digest(digest: Digest, style: MailStyle, *, cap: int = DEFAULT_CAP) 
 
 def _section_text(
     section: Section,
+    language: str,
     phrases: dict[str, str],
-    days: Callable[[int], str],
     cap: int,
     text: list[str],
     html: list[str],
 ) -> None:
-    title = f"{phrases['title_' + section.name]} ({section.total})"
+    days = _DAYS[language]
+    title = f"{phrases['title_' + section.name]} ({_number(section.total, language)})"
     about = phrases["about_" + section.name]
     text += [title, about]
     html.append(f"<h2>{_escape(title)}</h2>\n<p>{_escape(about)}</p>\n<ul>")
@@ -405,7 +414,9 @@ def _section_text(
     html.append("</ul>")
     more = section.total - cap
     if more > 0:
-        tail = phrases["more"].format(n=more, command=SECTION_COMMANDS[section.name])
+        tail = phrases["more"].format(
+            n=_number(more, language), command=SECTION_COMMANDS[section.name]
+        )
         text.append(tail)
         html.append(f"<p>{_escape(tail)}</p>")
     text.append("")
