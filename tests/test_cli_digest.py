@@ -308,3 +308,26 @@ def test_a_server_that_is_down_leaves_the_digest_for_the_next_run(tmp_path: Path
         second = Recording()
         run_digest(store, second, owner="host:2")
         assert second.sent[0].message_id != first.sent[0].message_id
+
+
+def test_the_mdm_section_is_what_mdm_check_finds_in_real_exports(
+    invoke: Invoke, home: Path
+) -> None:
+    from tests.conftest import REALDATA
+
+    seed(home)
+    for export in ("intune/graph-managedDevices.json", "google/chromeos-devices.json"):
+        imported = invoke(["mdm", "import", str(REALDATA / "mdm" / export)])
+        assert imported.exit_code == 0, imported.output
+    check = invoke(["mdm", "check", *AS_OF, "--json"])
+    found = json.loads(check.stdout)["discrepancies"]
+    assert found  # the register's devices are in neither export, and theirs not in it
+
+    result = invoke(["digest", *AS_OF, "--to", "it@example.com", "--dry-run", "--json"])
+    assert result.exception is None, result.output
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sections"]["mdm"] == len(found)
+    mail = invoke(["digest", *AS_OF, "--to", "it@example.com", "--dry-run"]).stdout
+    assert f"MDM check ({len(found)})" in mail
+    for item in found[:20]:
+        assert f"- {item['serial'] or item['mdm_serial']}," in mail
