@@ -292,3 +292,60 @@ def test_a_run_killed_before_it_recorded_the_mail_sends_it_again_with_the_same_m
     third = cron(cron_home, ["digest", *MONDAY, "--quiet"], env)
     assert (third.returncode, third.stdout, third.stderr) == (0, "", "")
     assert len(server.messages()) == before + 1
+
+
+@pytest.mark.faults
+def test_a_full_disk_never_hides_a_digest_that_went_out(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    from tests.faultkit import assert_no_traceback, file_size_limit, run, velory_env
+
+    recipients = ["a@example.com", "b@example.com"]
+    to = [arg for address in recipients for arg in ("--to", address)]
+    template = tmp_path / "template.db"
+    with Store.open(template) as store:
+        add_device(store, "LATE1", renewal_date="2026-11-01")
+    venv = velory_env({"VELORY_HOME": str(tmp_path)}, smtp_server.env)
+    between = 0
+    for limit in range(8 << 10, 96 << 10, 2 << 10):
+        db = tmp_path / f"limit-{limit}" / "velory.db"
+        db.parent.mkdir()
+        db.write_bytes(template.read_bytes())
+        before = len(smtp_server.messages())
+        args = ["--db", str(db), "digest", *MONDAY, *to]
+
+        stopped = run(args, venv, tmp_path, preexec_fn=file_size_limit(limit))
+
+        if stopped.returncode == 0:
+            break  # room enough for the whole run
+        assert stopped.returncode == 74, str(stopped)
+        assert_no_traceback(stopped)
+        errors = [line for line in stopped.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, str(stopped)
+        mails = smtp_server.messages()[before:]
+        if mails:
+            assert "nothing was changed" not in errors[0], errors[0]
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = {
+                recipient: (status, message_id)
+                for recipient, status, message_id in conn.execute(
+                    "SELECT recipient, status, message_id FROM digests"
+                )
+            }
+        for mail in mails:
+            (address,) = mail.rcpt_tos
+            if rows[address][0] != "sent":  # went out, not recorded: the error names it
+                between += 1
+                assert f"the digest to {address} was sent but could not be recorded" in errors[0]
+                assert mail.message_id in errors[0]
+
+        again = run(args, venv, tmp_path)
+        assert again.returncode == 0, str(again)
+        later = smtp_server.messages()[before:]
+        assert sorted({mail.rcpt_tos[0] for mail in later}) == recipients  # nothing lost
+        for address in recipients:
+            ids = [mail.message_id for mail in later if mail.rcpt_tos == (address,)]
+            assert len(set(ids)) == 1 and len(ids) <= 2, (address, ids)
+    else:
+        pytest.fail("no limit was room enough for the whole run")
+    assert between > 0, "no limit stopped a run between a mail and its record"

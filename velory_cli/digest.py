@@ -687,9 +687,34 @@ class _DigestRun:
             self._stop(exc.message, ExitCode.TEMPORARY)
             self._outcome(recipient, NoticeState.PENDING, exc.message)
             return
+        except Exception as exc:
+            raise self._store_stopped(exc) from None
         if claim is None:
             return
         self._deliver(claim)
+
+    def _store_stopped(self, exc: Exception) -> Exception:
+        """The store refused a claim (a full disk, a file size limit): what the run did, as
+        the error says it; never "nothing was changed" after a digest went out."""
+        import sqlite3
+
+        from velory_cli.errors import VeloryError
+        from velory_cli.store import describe_sqlite_error
+
+        if isinstance(exc, sqlite3.Error):
+            broken: VeloryError = describe_sqlite_error(exc, self.store.path)
+        elif isinstance(exc, VeloryError):
+            broken = exc
+        else:
+            return exc
+        sent = [o.recipient for o in self.report.outcomes if o.status == NoticeState.SENT]
+        if not sent:
+            return broken
+        reason = broken.message.split("; nothing was changed")[0]
+        return type(broken)(
+            f"{reason}; the digest was sent to {', '.join(sent)} and recorded; the next run "
+            "sends it to the others"
+        )
 
     def _dry_run(self, recipient: str) -> None:
         row = self.store.digest_row(fold(recipient), self.day)
@@ -811,22 +836,32 @@ class _DigestRun:
 
     def _record(self, claim: _Claim, status: str, error: str | None = None) -> None:
         """How the mail fared, in its own transaction; the store waits longer for this one."""
+        import sqlite3
+
         from velory_cli.errors import VeloryError
         from velory_cli.notices import RECORD_WAIT
+        from velory_cli.store import describe_sqlite_error
 
         try:
             with self.store.transaction(wait=RECORD_WAIT):
                 self.store.finish_digest(
                     claim.digest_id, owner=self.owner, status=status, at=self.clock(), error=error
                 )
-        except VeloryError as exc:
+        except (VeloryError, sqlite3.Error) as exc:
+            broken = (
+                exc if isinstance(exc, VeloryError) else describe_sqlite_error(exc, self.store.path)
+            )
             if status != NoticeState.SENT:
-                raise
-            # Accepted by the server, not recorded: the next run finds the claim of a run
-            # that is gone and sends it again, with the same Message-ID.
-            raise type(exc)(
-                f"the digest to {claim.recipient} was accepted by the mail server but could "
-                f"not be recorded ({exc.message}); the next run sends it again with the same "
-                f"Message-ID {claim.message_id}"
+                raise broken from None
+            # Accepted by the server, not recorded: the next run finds the claim of a run that
+            # is gone and sends it again, with the same Message-ID. Never "nothing was changed"
+            # after a mail went out.
+            reason = broken.message.split("; nothing was changed")[0]
+            sent = [o.recipient for o in self.report.outcomes if o.status == NoticeState.SENT]
+            before = f" (it was sent to {', '.join(sent)} and recorded)" if sent else ""
+            raise type(broken)(
+                f"{reason}: the digest to {claim.recipient} was sent but could not be recorded"
+                f"{before}; the next run sends it again with the same Message-ID "
+                f"{claim.message_id}"
             ) from None
         self._outcome(claim.recipient, status, error, claim.message_id)
