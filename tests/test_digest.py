@@ -158,7 +158,7 @@ def test_an_empty_store_is_all_clear_and_still_a_mail(store: Store) -> None:
     assert "All clear" in mail.html
     sv = compose_digest(digest, MailStyle(sender="it@example.com", language="sv"))
     assert sv.subject == "velory: allt klart"
-    assert "Allt klart: inget väntar på administratörerna 7 december 2026." in sv.text
+    assert "Allt klart: inget väntar på administratörerna den 7 december 2026." in sv.text
 
 
 def test_the_subject_says_the_counts_in_english_and_swedish(store: Store) -> None:
@@ -212,7 +212,7 @@ def test_swedish_mail(store: Store) -> None:
         gather_digest(store, today=TODAY),
         MailStyle(sender="it@example.com", language="sv", company_name="Exempel AB"),
     )
-    assert mail.text.startswith("Det här väntar på administratörerna 7 december 2026.\n")
+    assert mail.text.startswith("Det här väntar på administratörerna den 7 december 2026.\n")
     assert "Användare att påminna (2)" in mail.text
     assert "- LATE2, Bo Ek <late2@example.com>: 7 dagar sedan förnyelsedatumet, 2026-11-30" in (
         mail.text

@@ -149,7 +149,7 @@ def test_swedish_and_all_clear(cron_home: Path, smtp_server: SmtpServer) -> None
     assert message["Subject"] == "velory: allt klart"
     assert message["Content-Language"] == "sv"
     assert part(message, "plain").startswith(
-        "Allt klart: inget väntar på administratörerna 7 december 2026."
+        "Allt klart: inget väntar på administratörerna den 7 december 2026."
     )
 
 

@@ -289,9 +289,9 @@ PHRASES: dict[str, dict[str, str]] = {
     },
     "sv": {
         "all_clear_subject": "allt klart",
-        "intro": "Det här väntar på administratörerna {day}.",
+        "intro": "Det här väntar på administratörerna den {day}.",
         "all_clear": (
-            "Allt klart: inget väntar på administratörerna {day}. Inga användare att påminna, "
+            "Allt klart: inget väntar på administratörerna den {day}. Inga användare att påminna, "
             "inga returer att bekräfta, inga enheter att släppa, inga misslyckade utskick{mdm}."
         ),
         "all_clear_mdm": ", och MDM stämmer med registret",
@@ -306,9 +306,9 @@ PHRASES: dict[str, dict[str, str]] = {
         "processen: påminn dem om att starta den i Velory.",
         f"since_{CHASE}": "{days} sedan förnyelsedatumet, {date}",
         f"title_{CONFIRM_RETURN}": "Returer att bekräfta",
-        f"about_{CONFIRM_RETURN}": "Ersättaren har kommit: bekräfta returen av den gamla "
+        f"about_{CONFIRM_RETURN}": "Den nya enheten har kommit: bekräfta returen av den gamla "
         "enheten (velory confirm-return SERIAL) när den är tillbaka eller utköpt.",
-        f"since_{CONFIRM_RETURN}": "{days} sedan ersättaren kom, {date}",
+        f"since_{CONFIRM_RETURN}": "{days} sedan den nya enheten kom, {date}",
         f"title_{RELEASE}": "Enheter att släppa",
         f"about_{RELEASE}": "Returen är bekräftad: släpp enheten (velory release SERIAL).",
         f"since_{RELEASE}": "{days} sedan returen bekräftades, {date}",
