@@ -270,3 +270,28 @@ def test_large_counts_read_as_the_language_writes_them(store: Store) -> None:
     sv = compose_digest(digest, MailStyle(sender="it@example.com", language="sv"))
     assert sv.subject == "velory: 12\u00a0345 användare att påminna"
     assert "och 12\u00a0325 till: velory todo" in sv.text
+
+
+def test_store_data_stays_text_in_both_parts_and_never_a_header(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from velory_cli.digest import build_message
+
+    add_device(
+        store, "X1", renewal_date="2026-11-01", user_name="<b>Eve</b>\r\nBcc: evil@example.com"
+    )
+    mail = compose_digest(gather_digest(store, today=TODAY), STYLE)
+    [line] = [line for line in mail.text.splitlines() if line.startswith("- X1,")]
+    assert line.startswith("- X1, <b>Eve</b> Bcc: evil@example.com <x1@example.com>: ")
+    assert "&lt;b&gt;Eve&lt;/b&gt; Bcc: evil@example.com" in mail.html
+    assert "<b>Eve</b>" not in mail.html
+    outgoing = build_message(
+        mail,
+        sender=STYLE.sender,
+        recipient="it@example.com",
+        message_id="<m@example.com>",
+        now=datetime(2026, 12, 7, 7, tzinfo=UTC),
+    )
+    assert outgoing.recipient == "it@example.com"
+    assert outgoing.message["Bcc"] is None
+    assert outgoing.message["From"] == "IT <it@example.com>"
