@@ -69,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "demo",
         "A guided run of the whole renewal flow on the sample data, in a throwaway store.",
     ),
+    "digest": (
+        "digest",
+        "Mail the admins what waits for them: users to chase, returns, releases, failures, MDM.",
+    ),
     "notices": (
         "notices",
         "Mail the due notices (cron), list them, retry failed ones.",

@@ -24,6 +24,7 @@ def _steps() -> list[tuple[str, Any]]:
         ("0003_notice_recipients", _notice_recipients),
         ("0004_serial_keys", _serial_keys),
         ("0005_mdm_snapshots", _mdm_snapshots),
+        ("0008_digests", _digests),
     ]
 
 
@@ -291,6 +292,38 @@ def _mdm_snapshots(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX mdm_devices_snapshot ON mdm_devices (snapshot_id)")
+
+
+def _digests(db: Database) -> None:
+    # The admin digest's ledger: one row per recipient and day, so a recipient gets one digest
+    # a day however often cron runs. ``recipient_key`` is the recipient as folding.fold
+    # compares addresses. A row is claimed (``sending``, with this host and process) before the
+    # mail server sees the mail and marked ``sent`` once it accepted it; ``pending`` is a claim
+    # given back (the server was down), ``failed`` a mail the server refused. ``content_key``
+    # says what the mail said: one sent again keeps its Message-ID only when it says the same.
+    db.execute(
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            recipient TEXT NOT NULL,
+            recipient_key TEXT NOT NULL,
+            day TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status = 'pending' OR status = 'sending' OR status = 'sent'
+                    OR status = 'failed'),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            message_id TEXT NOT NULL,
+            content_key TEXT NOT NULL,
+            claimed_by TEXT,
+            claimed_at TEXT,
+            sent_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (recipient_key, day)
+        )
+        """
+    )
 
 
 def migrations() -> Any:

@@ -546,14 +546,25 @@ def _plan_readdressed_failures(plan: _Plan, store: Store) -> None:
 
 def _claim_held(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
     """True while the run that claimed a notice may still be sending it."""
-    return claim_is_live(notice.claimed_by) and not _claim_expired(notice, now)
+    return claim_held(notice.claimed_by, notice.claimed_at, now, claim_is_live)
 
 
-def _claim_expired(notice: Notice, now: datetime) -> bool:
-    if not notice.claimed_at:
+def claim_held(
+    claimed_by: str | None,
+    claimed_at: str | None,
+    now: datetime,
+    claim_is_live: Callable[[str | None], bool],
+) -> bool:
+    """True while the run that made a claim (a notice's, or a digest's) may still be sending:
+    its process lives and the claim is not older than ``CLAIM_TIMEOUT``."""
+    return claim_is_live(claimed_by) and not _claim_expired(claimed_at, now)
+
+
+def _claim_expired(claimed_at: str | None, now: datetime) -> bool:
+    if not claimed_at:
         return True
     try:
-        claimed = datetime.fromisoformat(notice.claimed_at)
+        claimed = datetime.fromisoformat(claimed_at)
     except ValueError:
         return True
     if claimed.tzinfo is None or now.tzinfo is None:
@@ -611,6 +622,15 @@ def message_id_for(notice: Notice, sender: str, *, attempt: int | None = None) -
     """The Message-ID of a mail led by ``notice``: stable, so a mail sent again is
     recognisably the same mail. ``attempt`` (the notice's claim count) sets apart a later mail
     led by the same notice with other contents, which must never share the first one's ID."""
+    serial = re.sub(r"[^A-Za-z0-9-]+", "-", notice.serial).strip("-").lower()[:64] or "device"
+    date_part = notice.renewal_date.replace("-", "")
+    variant = f".{attempt}" if attempt is not None else ""
+    return f"<velory.{notice.id}.{serial}.{date_part}{variant}@{message_id_domain(sender)}>"
+
+
+def message_id_domain(sender: str) -> str:
+    """The domain of the sender's address, as a Message-ID ends with it (``localhost`` when
+    it has none that can stand there)."""
     address = sender.strip().rpartition("<")[2].strip(" >")
     domain = address.rpartition("@")[2].lower() if "@" in address else ""
     try:
@@ -619,10 +639,7 @@ def message_id_for(notice: Notice, sender: str, *, attempt: int | None = None) -
         domain = ""
     if not re.fullmatch(r"[a-z0-9.-]+", domain or "-"):
         domain = "localhost"
-    serial = re.sub(r"[^A-Za-z0-9-]+", "-", notice.serial).strip("-").lower()[:64] or "device"
-    date_part = notice.renewal_date.replace("-", "")
-    variant = f".{attempt}" if attempt is not None else ""
-    return f"<velory.{notice.id}.{serial}.{date_part}{variant}@{domain or 'localhost'}>"
+    return domain or "localhost"
 
 
 # ---- sending -----------------------------------------------------------------------------

@@ -135,6 +135,27 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
+class DigestRow:
+    """One admin digest of the ledger: a recipient's digest of one day, and how it fared."""
+
+    id: int
+    recipient: str
+    recipient_key: str
+    day: str
+    status: str
+    attempts: int
+    error: str | None
+    message_id: str
+    content_key: str
+    claimed_by: str | None
+    claimed_at: str | None
+    sent_at: str | None
+
+
+DIGEST_FIELDS = tuple(f.name for f in fields(DigestRow))
+
+
+@dataclass(frozen=True)
 class DeviceFilter:
     """Which devices a listing shows. Removed devices only when asked for."""
 
@@ -843,6 +864,70 @@ class Store:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return [Notice(*row) for row in self.conn.execute(sql + " ORDER BY n.id", params)]
+
+    # ---- digests: the ledger `velory digest` works through ------------------------------
+
+    def digest_row(self, recipient_key: str, day: str) -> DigestRow | None:
+        """The digest of one recipient (folded) and day, if any run got as far as claiming it."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(DIGEST_FIELDS)} FROM digests WHERE recipient_key = ? AND day = ?",
+            (recipient_key, day),
+        ).fetchone()
+        return DigestRow(*row) if row else None
+
+    def claim_new_digest(
+        self,
+        recipient: str,
+        day: str,
+        *,
+        owner: str,
+        at: str,
+        message_id: str,
+        content_key: str,
+    ) -> None:
+        """Claim the first digest of this recipient and day for this run."""
+        self.conn.execute(
+            "INSERT INTO digests (recipient, recipient_key, day, status, attempts, message_id,"
+            " content_key, claimed_by, claimed_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'sending', 1, ?, ?, ?, ?, ?, ?)",
+            (recipient, fold(recipient), day, message_id, content_key, owner, at, at, at),
+        )
+
+    def claim_digest(
+        self, row: DigestRow, *, owner: str, at: str, message_id: str, content_key: str
+    ) -> bool:
+        """Claim a digest not sent yet (given back, refused, or left by a run that stopped),
+        as ``row`` was read: only when no other run has taken it since."""
+        claimed = self.conn.execute(
+            "UPDATE digests SET status = 'sending', claimed_by = ?, claimed_at = ?,"
+            " attempts = attempts + 1, message_id = ?, content_key = ?, recipient = ?,"
+            " updated_at = ? WHERE id = ? AND status = ? AND claimed_by IS ? AND claimed_at IS ?"
+            " RETURNING id",
+            (
+                owner,
+                at,
+                message_id,
+                content_key,
+                row.recipient,
+                at,
+                row.id,
+                row.status,
+                row.claimed_by,
+                row.claimed_at,
+            ),
+        ).fetchone()
+        return claimed is not None
+
+    def finish_digest(
+        self, digest_id: int, *, owner: str, status: str, at: str, error: str | None = None
+    ) -> None:
+        """Record how this run's claimed digest fared: sent, failed, or back to pending."""
+        self.conn.execute(
+            "UPDATE digests SET status = ?, error = ?, updated_at = ?,"
+            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
+            " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+            (status, error, at, status, at, digest_id, owner),
+        )
 
     # ---- flow: status changes, replacements, renewals, todo, stats ----------------------
 
