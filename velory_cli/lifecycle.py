@@ -1,7 +1,10 @@
 """The transitions between the statuses, how screens word them, and the actions on devices.
 
-``active`` -> ``renewal_started`` -> ``return_confirmed`` -> ``removed``; ``reinstate`` takes a
-device released by mistake back to ``return_confirmed``. Nothing else moves a status.
+``active`` -> ``renewal_started`` -> ``return_confirmed`` -> ``removed``; Dustin's devices go
+from ``active`` to ``return_confirmed`` (Dustin runs the renewal); ``retire`` takes any device
+not removed out of the assets (lost, stolen, broken, other); ``reinstate`` takes a device
+released by mistake back to ``return_confirmed``, and a retired one back to the status it had.
+Nothing else moves a status.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from velory_cli.models import ACTIVE as ACTIVE
 from velory_cli.models import (
     DEVICE_STATUSES,
     OUTCOME_BOUGHT_OUT,
+    OUTCOME_OTHER,
     OUTCOME_RETURNED,
+    RETIRE_OUTCOMES,
     RETURN_CONFIRMED,
     SOURCE_STORE,
     Device,
@@ -42,9 +47,16 @@ STATUS_LABELS = {
 }
 
 
+# A retired device: removed, and why.
+RETIRED_LABELS = {outcome: f"Removed – {outcome}" for outcome in RETIRE_OUTCOMES}
+RETIRED_LABELS[OUTCOME_OTHER] = "Removed – retired"
+
+
 def status_label(status: str, outcome: str | None = None) -> str:
     if status == RETURN_CONFIRMED and outcome == OUTCOME_BOUGHT_OUT:
         return "Bought out"
+    if status == REMOVED and outcome in RETIRED_LABELS:
+        return RETIRED_LABELS[outcome]
     return STATUS_LABELS.get(status, status)
 
 
@@ -148,6 +160,29 @@ def _confirmed_otherwise(device: Device, asked: Asked) -> str | None:
     return None
 
 
+def _retired_as(device: Device, asked: Asked) -> bool:
+    return (
+        device.status == REMOVED
+        and device.outcome in RETIRE_OUTCOMES
+        and device.outcome == asked.outcome
+    )
+
+
+def _retired_otherwise(device: Device, asked: Asked) -> str | None:
+    if device.status == REMOVED and device.outcome in RETIRE_OUTCOMES:
+        return (
+            f"it was already retired as {device.outcome}; run velory reinstate first to "
+            "retire it otherwise, or add a note"
+        )
+    return None
+
+
+def _back_from_removal(device: Device) -> str:
+    """Where reinstate takes a device: a retired one back to the status it had, a released
+    one to return_confirmed (release needs it)."""
+    return device.retired_from or RETURN_CONFIRMED
+
+
 @dataclass(frozen=True)
 class Transition:
     """Where an action may start (``sources``), where it leads (``target``, None: the status
@@ -163,6 +198,16 @@ class Transition:
     done: Done | None = None
     # Why the action done before with other values is refused, before the status is looked at.
     conflict: Conflict | None = None
+    # Where a Dustin device may also start from: Dustin runs the renewal outside velory, so
+    # velory never sees it started.
+    dustin_sources: tuple[str, ...] = ()
+    # Where this device goes, when that depends on the device (reinstate); else ``target``.
+    target_for: Callable[[Device], str] | None = None
+    # The status and outcome the device had are kept, for reinstate to give back (retire).
+    keeps_way_back: bool = False
+
+    def sources_for(self, device: Device) -> tuple[str, ...]:
+        return self.sources + self.dustin_sources if device.dustin else self.sources
 
 
 TRANSITIONS: dict[str, Transition] = {
@@ -180,11 +225,25 @@ TRANSITIONS: dict[str, Transition] = {
         RETURN_CONFIRMED,
         done=_confirmed_as,
         conflict=_confirmed_otherwise,
+        dustin_sources=(ACTIVE,),
     ),
     "release": Transition((RETURN_CONFIRMED,), REMOVED),
-    # Undo a release made by mistake. A release deletes nothing, so this loses nothing.
+    # Out of the assets without the return flow: lost, stolen, broken, other. Any device not
+    # removed, Dustin's and store devices too: the guards of start do not apply.
+    "retire": Transition(
+        (ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED),
+        REMOVED,
+        done=_retired_as,
+        conflict=_retired_otherwise,
+        keeps_way_back=True,
+    ),
+    # Undo a release made by mistake, or a retirement (the device turned up). Neither deletes
+    # anything, so this loses nothing.
     "reinstate": Transition(
-        (REMOVED,), RETURN_CONFIRMED, only_from="only a released device can be reinstated"
+        (REMOVED,),
+        RETURN_CONFIRMED,
+        only_from="only a released or retired device can be reinstated",
+        target_for=_back_from_removal,
     ),
     "note": Transition(DEVICE_STATUSES, None),
 }
@@ -207,9 +266,10 @@ def refusal(device: Device, action: str, asked: Asked = Asked()) -> str | None:
     conflict = transition.conflict(device, asked) if transition.conflict else None
     if conflict:
         return f"{prefix}: {conflict}"
-    if device.status not in transition.sources:
-        needs = " or ".join(transition.sources)
-        hint = transition.only_from or _way_there(device, transition.sources)
+    sources = transition.sources_for(device)
+    if device.status not in sources:
+        needs = " or ".join(sources)
+        hint = transition.only_from or _way_there(device, sources)
         return f"{prefix}: {action} needs {needs}; {hint}"
     for guard in transition.guards:
         reason = guard(device)
@@ -219,8 +279,8 @@ def refusal(device: Device, action: str, asked: Asked = Asked()) -> str | None:
 
 
 # Never a step on the way to something else: a release takes the device out of every company
-# system, so "release it first" is never the advice.
-_NOT_A_WAY_THERE = frozenset({"release"})
+# system, and a retirement out of the assets, so "release it first" is never the advice.
+_NOT_A_WAY_THERE = frozenset({"release", "retire"})
 
 
 def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
@@ -231,7 +291,7 @@ def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
         status = queue.pop(0)
         for action, transition in TRANSITIONS.items():
             target = transition.target
-            if target is None or status not in transition.sources or target in paths:
+            if target is None or status not in transition.sources_for(device) or target in paths:
                 continue
             if action in _NOT_A_WAY_THERE:
                 continue
@@ -465,8 +525,7 @@ def change_status(
     ``guard``: what a system outside the register says of a device the transitions allow (a
     refusal, or details for its history entry)."""
     transition = TRANSITIONS[action]
-    target = transition.target
-    if target is None:
+    if transition.target is None:
         raise ValueError(f"{action} does not change a status")
     wanted = unique_serials(serials)
     asked = Asked(outcome=outcome)
@@ -497,18 +556,10 @@ def change_status(
                 entry["outcome"] = outcome
             if note:
                 entry["note"] = note
-            changes.append(
-                StatusChange(
-                    device_id=device.id,
-                    from_status=device.status,
-                    to_status=target,
-                    outcome=outcome or device.outcome,
-                    details=entry or None,
-                    note=note,
-                )
-            )
+            change = _status_change(transition, device, outcome, entry or None, note)
+            changes.append(change)
             results.append(
-                ActionResult(device.serial, True, True, target, outcome=outcome or device.outcome)
+                ActionResult(device.serial, True, True, change.to_status, outcome=change.outcome)
             )
         if not dry_run and changes:
             store.apply_status_changes(changes, at=now, actor=actor, action=action)
@@ -517,6 +568,41 @@ def change_status(
                 store, already_there, note, now=now, actor=actor, dry_run=dry_run
             )
     return ActionReport(action, results, dry_run=dry_run, messages=messages)
+
+
+def _status_change(
+    transition: Transition,
+    device: Device,
+    outcome: str | None,
+    details: dict[str, Any] | None,
+    note: str | None,
+) -> StatusChange:
+    """How ``transition`` moves ``device``: its new status and outcome, and what a retired
+    device keeps for reinstate (only a retired device has it; any other move clears it)."""
+    assert transition.target is not None
+    if transition.target_for is not None:
+        target = transition.target_for(device)
+    else:
+        target = transition.target
+    retired_from = retired_from_outcome = None
+    if transition.keeps_way_back:
+        retired_from, retired_from_outcome = device.status, device.outcome
+        new_outcome = outcome
+    elif device.retired_from is not None:
+        # Back from a retirement: the outcome it had before (a confirmed return's, or none).
+        new_outcome = device.retired_from_outcome
+    else:
+        new_outcome = outcome or device.outcome
+    return StatusChange(
+        device_id=device.id,
+        from_status=device.status,
+        to_status=target,
+        outcome=new_outcome,
+        details=details,
+        note=note,
+        retired_from=retired_from,
+        retired_from_outcome=retired_from_outcome,
+    )
 
 
 def _keep_note(
@@ -596,6 +682,49 @@ def release_devices(
         dry_run=dry_run,
         guard=release_guard(store, wanted, force=force),
     )
+
+
+def retire_devices(
+    store: Store,
+    serials: Iterable[str],
+    *,
+    outcome: str,
+    note: str,
+    now: str,
+    actor: str,
+    dry_run: bool = False,
+) -> ActionReport:
+    """Out of the company's assets without the return flow (lost, stolen, broken, other):
+    ``removed``, the outcome and the note kept; from any status but removed, any distributor or
+    source. ``reinstate`` brings a retired device back to the status it had.
+
+    The MDM check does not refuse it: a lost or stolen device is the one most likely to stay
+    enrolled, and the admin cannot return it to get it out of the MDM first. Each device the
+    latest snapshot still lists is retired with a warning to wipe it or remove it from the
+    MDM, and its history names the snapshot; ``mdm check`` lists it until it is gone."""
+    from velory_cli.mdm.check import enrolment_warnings
+
+    outcome = outcome.strip().lower()
+    if outcome not in RETIRE_OUTCOMES:
+        raise UsageError(f"--outcome {outcome!r}: use one of {', '.join(RETIRE_OUTCOMES)}")
+    note = checked_text(note, "the note")
+    if not note:
+        raise UsageError("--note is empty; say what happened to the device")
+    wanted = list(serials)
+    warnings: list[str] = []
+    report = change_status(
+        store,
+        "retire",
+        wanted,
+        now=now,
+        actor=actor,
+        dry_run=dry_run,
+        outcome=outcome,
+        note=note,
+        guard=enrolment_warnings(store, wanted, warnings),
+    )
+    report.warnings += warnings
+    return report
 
 
 def order_replacement(
@@ -735,10 +864,11 @@ def deliver_replacement(
 def reinstate_device(
     store: Store, serial: str, reason: str, *, now: str, actor: str
 ) -> ActionReport:
-    """Undo a release made by mistake: back to ``return_confirmed``, the reason in the history.
+    """Undo a release made by mistake (back to ``return_confirmed``) or a retirement (back to
+    the status and outcome the device had), the reason in the history.
 
     A device that is ``return_confirmed`` already is unchanged; any other status is refused,
-    since only a released device can be reinstated.
+    since only a removed device can be reinstated.
     """
     reason = checked_text(reason, "the reason")
     if not reason:

@@ -1,4 +1,4 @@
-"""velory start, order, deliver, confirm-return, release, note, reinstate.
+"""velory start, order, deliver, confirm-return, release, retire, note, reinstate.
 
 The actions on a device during its renewal, as velory_cli.lifecycle's transitions table allows.
 """
@@ -57,6 +57,7 @@ DONE = {
     "deliver": "delivered",
     "confirm-return": "confirmed",
     "release": "released",
+    "retire": "retired",
     "reinstate": "reinstated",
     "note": "noted",
 }
@@ -64,6 +65,10 @@ DONE = {
 RELEASE_MEANS = (
     "A released device is no longer in MDM or any company system: it leaves the user's "
     "hardware view and the company assets."
+)
+RETIRE_MEANS = (
+    "A retired device leaves the user's hardware view and the company assets without being "
+    "returned; velory reinstate brings it back."
 )
 
 
@@ -190,11 +195,71 @@ def release(
             preview = release_devices(
                 store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True, force=force
             )
-            if preview.succeeded and not _confirm_release(preview):
+            if preview.succeeded and not _confirm(preview, RELEASE_MEANS, "Release"):
                 render.info("Nothing released.")
                 raise typer.Exit(1)
         report = release_devices(
             store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run, force=force
+        )
+    _finish(report, json_out)
+
+
+def retire(
+    ctx: typer.Context,
+    outcome: Annotated[
+        str,
+        typer.Option(
+            "--outcome",
+            metavar="lost|stolen|broken|other",
+            help="What happened to the device; kept as its outcome.",
+            show_default=False,
+        ),
+    ],
+    note: Annotated[
+        str,
+        typer.Option(
+            "--note",
+            metavar=TEXT,
+            help="What happened, for the device's notes.",
+            show_default=False,
+        ),
+    ],
+    serials: SerialsArgument = None,
+    file: FileOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: DryRunOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Take lost, stolen or broken devices out of the assets: status removed, any status."""
+    from velory_cli import render
+    from velory_cli.lifecycle import retire_devices
+
+    wanted = _serials(serials, file)
+    st = state(ctx)
+    with st.store() as store:
+        if not (yes or dry_run) and _interactive():
+            preview = retire_devices(
+                store,
+                wanted,
+                outcome=outcome,
+                note=note,
+                now=now_utc(),
+                actor=st.settings.actor,
+                dry_run=True,
+            )
+            if preview.succeeded and not _confirm(
+                preview, RETIRE_MEANS, "Retire", f" as {outcome.strip().lower()}"
+            ):
+                render.info("Nothing retired.")
+                raise typer.Exit(1)
+        report = retire_devices(
+            store,
+            wanted,
+            outcome=outcome,
+            note=note,
+            now=now_utc(),
+            actor=st.settings.actor,
+            dry_run=dry_run,
         )
     _finish(report, json_out)
 
@@ -225,7 +290,7 @@ def reinstate(
     ],
     json_out: JsonOption = False,
 ) -> None:
-    """Undo a release made by mistake: back to return_confirmed, the reason in the history."""
+    """Undo a release or a retirement: back to the status it had, the reason in the history."""
     from velory_cli.lifecycle import reinstate_device
 
     st = state(ctx)
@@ -245,24 +310,28 @@ def _interactive() -> bool:
     )
 
 
-def _confirm_release(preview: ActionReport) -> bool:
-    """Ask before releasing, naming what will be released (the serials when few, a count when
-    many) after the refusals, so the admin decides knowing both."""
+def _confirm(preview: ActionReport, means: str, verb: str, how: str = "") -> bool:
+    """Ask before releasing or retiring, naming what will be done (the serials when few, a
+    count when many) after the refusals, so the admin decides knowing both."""
     from velory_cli import render
     from velory_cli.wording import count, listing, was_were
 
     for result in preview.results:
         if result.error:
             render.error(f"will be refused: {result.error}")
-    released = [result.serial for result in preview.results if result.ok and result.changed]
+    for warning in preview.warnings:
+        render.warn(warning)
+    done = DONE[preview.action]
+    changed = [result.serial for result in preview.results if result.ok and result.changed]
     unchanged = [result.serial for result in preview.results if result.ok and not result.changed]
     refused = [result.serial for result in preview.results if not result.ok]
-    lines = [RELEASE_MEANS]
+    lines = [means]
     if refused:
         lines.append(f"{listing(refused)} will be refused (see above).")
     if unchanged:
-        lines.append(f"{listing(unchanged)} {was_were(len(unchanged))} released already.")
-    lines.append(f"Release {listing(released)}?" if released else f"Release {count(0, 'device')}?")
+        lines.append(f"{listing(unchanged)} {was_were(len(unchanged))} {done} already.")
+    what = listing(changed) if changed else count(0, "device")
+    lines.append(f"{verb} {what}{how}?")
     return typer.confirm("\n".join(lines), default=False, err=True)
 
 
@@ -398,6 +467,14 @@ def register(app: typer.Typer) -> None:
             "grep -v '^#' list.txt | velory release --file - --dry-run",
         ),
     )(release)
+    app.command(
+        "retire",
+        epilog=examples(
+            "velory retire PF1K2X9Z --outcome stolen --note 'Police report 2026/4471'",
+            "velory retire --file lost.txt --outcome lost --note 'Lost in the move' --yes",
+            "velory retire PF1K2X9Z --outcome broken --note 'Water damage' --dry-run",
+        ),
+    )(retire)
     app.command("note", epilog=examples("velory note PF1K2X9Z 'Screen replaced under warranty'"))(
         note
     )
