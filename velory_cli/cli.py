@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Take lost, stolen or broken devices out of the assets: status removed, any status.",
     ),
     "note": ("lifecycle", "Add a note to a device."),
+    "edit": (
+        "lifecycle",
+        "Change a device's user, model, distributor or dates, checked as an import checks them.",
+    ),
     "reinstate": (
         "lifecycle",
         "Undo a release or a retirement: back to the status it had, the reason in the history.",

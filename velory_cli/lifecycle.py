@@ -246,6 +246,8 @@ TRANSITIONS: dict[str, Transition] = {
         target_for=_back_from_removal,
     ),
     "note": Transition(DEVICE_STATUSES, None),
+    # A removed device is history: reinstate it first, so no edit changes a device out of sight.
+    "edit": Transition((ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED), None),
 }
 
 
@@ -346,6 +348,8 @@ class ActionReport:
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     new_device: Device | None = None
+    # What an edit changed, as its history entry has it: {field: {old, new}}.
+    changes: dict[str, dict[str, str | None]] | None = None
 
     @property
     def succeeded(self) -> int:
@@ -370,6 +374,8 @@ class ActionReport:
         }
         if self.action == "deliver":
             data["new_device"] = self.new_device.to_dict() if self.new_device else None
+        if self.action == "edit":
+            data["changes"] = self.changes or {}
         return data
 
 
@@ -881,6 +887,114 @@ def reinstate_device(
         actor=actor,
         details={"reason": reason},
     )
+
+
+# The fields ``velory edit`` changes, as its options name them; the other fields of an
+# import's row (the serial, the notes) are not edited.
+EDITABLE = {
+    "model": "--model",
+    "category": "--category",
+    "user_email": "--email",
+    "user_name": "--user-name",
+    "distributor": "--distributor",
+    "purchase_date": "--purchase-date",
+    "renewal_date": "--renewal-date",
+}
+# What ``""`` may clear: the user, for a spare device. Any other field given empty is a typo.
+_CLEARABLE = ("user_email", "user_name")
+
+
+def edit_device(
+    store: Store,
+    serial: str,
+    fields: dict[str, str],
+    *,
+    note: str | None = None,
+    now: str,
+    actor: str,
+) -> ActionReport:
+    """Change the given fields of a device not removed (``fields``: by column, as written),
+    with the checks an import makes; the changes go into its history as ``{field: {old,
+    new}}`` (action ``edit``), and a ``note`` into its notes. Setting what it has already is
+    unchanged. A bad value is a UsageError and changes nothing.
+
+    A new email needs nothing else here: the notices ledger is settled by the planner of
+    ``velory notices send`` from the device as it is, whatever changed it (an import or this),
+    so a device handed to another user after its renewal notice went out gets one for the new
+    user, and a new renewal date cancels the pending notice and makes a new one due."""
+    from velory_cli.importer.columns import FIELDS, NOTES, SERIAL
+    from velory_cli.importer.job import check_fields
+
+    serial = _one_serial(serial)
+    unknown = set(fields) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    if not fields and note is None:
+        raise UsageError(
+            "nothing to change: give one or more of " + ", ".join(EDITABLE.values()) + ", --note"
+        )
+    for column, value in fields.items():
+        if not value.strip() and column not in _CLEARABLE:
+            raise UsageError(f"{EDITABLE[column]} is empty; only --email and --user-name clear")
+    if note is not None and not note.strip():
+        raise UsageError("--note is empty")
+    with store.transaction():
+        found = _allowed_device(store, "edit", serial)
+        if isinstance(found, ActionResult):
+            return ActionReport("edit", [found])
+        device = found
+        # The import's checks, on the row an import of the new values would be: the dates not
+        # given are the stored ones, so a renewal date before the stored purchase date (or the
+        # other way round) is caught, and none is worked out from the other.
+        given = {**fields}
+        for column in ("purchase_date", "renewal_date"):
+            if column not in given:
+                given[column] = getattr(device, column) or ""
+        texts = [given.get(name, "") for name in FIELDS]
+        texts[SERIAL] = device.serial
+        texts[NOTES] = note or ""
+        names = [EDITABLE.get(name, "--note" if name == "notes" else name) for name in FIELDS]
+        values, errors = check_fields(texts, names)
+        if values is None:
+            message = errors[0].message.replace(
+                "say how the file writes dates with --dayfirst or --monthfirst",
+                "write it as YYYY-MM-DD",
+            )
+            raise UsageError(f"{errors[0].column}: {message}")
+        checked = dict(zip(FIELDS, values, strict=True))
+        changes: dict[str, dict[str, str | None]] = {}
+        for column in EDITABLE:
+            new = checked[column] or None
+            old = getattr(device, column)
+            # Besides the fields given, the renewal date an import works out from a purchase
+            # date, for a device that had none.
+            worked_out = column == "renewal_date" and old is None and new is not None
+            # One address in any case, as everywhere: a re-run in other capitals is unchanged.
+            same = fold(old or "") == fold(new or "") if column == "user_email" else old == new
+            if (column in fields or worked_out) and not same:
+                changes[column] = {"old": old, "new": new}
+        note_text = checked["notes"] or None
+        if note_text is not None and store.latest_notes([device.id]).get(device.id) == note_text:
+            note_text = None  # a script run again: the note is there already
+        if not changes and note_text is None:
+            return ActionReport("edit", [_unchanged(device)], changes={})
+        if changes:
+            store.update_device(
+                device.id,
+                {column: change["new"] for column, change in changes.items()} | {"updated_at": now},
+            )
+            store.record_history(
+                device.id,
+                at=now,
+                actor=actor,
+                action="edit",
+                from_status=device.status,
+                to_status=device.status,
+                details=changes,
+            )
+        if note_text is not None:
+            store.add_note_many([(device.id, device.status)], at=now, actor=actor, text=note_text)
+    return ActionReport("edit", [_done(device)], changes=changes)
 
 
 def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> ActionReport:

@@ -1,4 +1,4 @@
-"""velory start, order, deliver, confirm-return, release, retire, note, reinstate.
+"""velory start, order, deliver, confirm-return, release, retire, note, reinstate, edit.
 
 The actions on a device during its renewal, as velory_cli.lifecycle's transitions table allows.
 """
@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from velory_cli.commands.common import (
+    DATE,
+    EMAIL,
     FILE,
     SERIAL,
     TEXT,
@@ -60,6 +62,7 @@ DONE = {
     "retire": "retired",
     "reinstate": "reinstated",
     "note": "noted",
+    "edit": "edited",
 }
 
 RELEASE_MEANS = (
@@ -299,6 +302,54 @@ def reinstate(
     _finish(report, json_out)
 
 
+def _field_option(name: str, metavar: str, help: str) -> Any:
+    return typer.Option(name, metavar=metavar, help=help, show_default=False)
+
+
+def edit(
+    ctx: typer.Context,
+    serial: SerialArgument,
+    email: Annotated[
+        str | None, _field_option("--email", EMAIL, "The user's email ('' clears it).")
+    ] = None,
+    user_name: Annotated[
+        str | None, _field_option("--user-name", TEXT, "The user's name ('' clears it).")
+    ] = None,
+    model: Annotated[str | None, _field_option("--model", TEXT, "The model.")] = None,
+    category: Annotated[str | None, _field_option("--category", TEXT, "The category.")] = None,
+    distributor: Annotated[
+        str | None, _field_option("--distributor", TEXT, "The distributor.")
+    ] = None,
+    purchase_date: Annotated[
+        str | None, _field_option("--purchase-date", DATE, "The purchase date.")
+    ] = None,
+    renewal_date: Annotated[
+        str | None, _field_option("--renewal-date", DATE, "The renewal date.")
+    ] = None,
+    note: Annotated[str | None, _field_option("--note", TEXT, "Added to its notes.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Change a device's user, model, distributor or dates, checked as an import checks them."""
+    from velory_cli.lifecycle import edit_device
+
+    given = {
+        "user_email": email,
+        "user_name": user_name,
+        "model": model,
+        "category": category,
+        "distributor": distributor,
+        "purchase_date": purchase_date,
+        "renewal_date": renewal_date,
+    }
+    fields = {column: value for column, value in given.items() if value is not None}
+    st = state(ctx)
+    with st.store() as store:
+        report = edit_device(
+            store, serial, fields, note=note, now=now_utc(), actor=st.settings.actor
+        )
+    _finish(report, json_out)
+
+
 def _interactive() -> bool:
     """Someone at a terminal who can answer: only then does release ask."""
     # A stream that is closed altogether (cron's `<&-`) is None, and certainly no terminal.
@@ -478,6 +529,14 @@ def register(app: typer.Typer) -> None:
     app.command("note", epilog=examples("velory note PF1K2X9Z 'Screen replaced under warranty'"))(
         note
     )
+    app.command(
+        "edit",
+        epilog=examples(
+            "velory edit PF1K2X9Z --email bo.ek@nordlys.se --user-name 'Bo Ek'",
+            "velory edit PF1K2X9Z --email '' --user-name '' --note 'Spare, in the IT room'",
+            "velory edit PF1K2X9Z --renewal-date 2027-06-30",
+        ),
+    )(edit)
     app.command(
         "reinstate",
         epilog=examples("velory reinstate PF1K2X9Z --reason 'Released by mistake, still in use'"),
