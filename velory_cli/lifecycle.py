@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from velory_cli.dates import add_months
-from velory_cli.errors import ConfigError, UsageError
+from velory_cli.errors import ConfigError, InvalidInput, UsageError
 from velory_cli.folding import fold
 
 # The names imported as themselves are passed on: the notices and the importer read those
@@ -641,6 +641,13 @@ def start_renewal(store: Store, serial: str, *, now: str, actor: str) -> ActionR
     return change_status(store, "start", [_one_serial(serial)], now=now, actor=actor)
 
 
+def start_renewals(
+    store: Store, serials: Iterable[str], *, now: str, actor: str, dry_run: bool = False
+) -> ActionReport:
+    """``start_renewal`` for many devices, each on its own, in one transaction."""
+    return change_status(store, "start", serials, now=now, actor=actor, dry_run=dry_run)
+
+
 def confirm_returns(
     store: Store,
     serials: Iterable[str],
@@ -995,6 +1002,72 @@ def edit_device(
         if note_text is not None:
             store.add_note_many([(device.id, device.status)], at=now, actor=actor, text=note_text)
     return ActionReport("edit", [_done(device)], changes=changes)
+
+
+def parse_note_lines(text: str, source: str) -> list[tuple[str, str]]:
+    """``SERIAL<TAB>TEXT`` lines, as (serial, note); blank lines and lines starting with ``#``
+    ignored (a ``#`` after the tab is the note's own). A line that is not one is InvalidInput
+    naming ``source`` and the line: nothing is written."""
+    notes: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{source} line {number}"
+        serial, tab, note = line.partition("\t")
+        if not tab:
+            raise InvalidInput(
+                f"{where}: no tab between the serial and the note; write SERIAL<TAB>TEXT "
+                "(or give one --note TEXT for every serial listed)"
+            )
+        try:
+            serial = checked_text(serial, "the serial", one_line=True)
+            note = checked_text(note, "the note")
+        except UsageError as exc:
+            raise InvalidInput(f"{where}: {exc.message}") from None
+        if not serial:
+            raise InvalidInput(f"{where}: the serial is empty")
+        if not note:
+            raise InvalidInput(f"{where}: the note for {serial} is empty")
+        notes.append((serial, note))
+    return notes
+
+
+def add_notes(
+    store: Store,
+    notes: Iterable[tuple[str, str]],
+    *,
+    now: str,
+    actor: str,
+    dry_run: bool = False,
+) -> ActionReport:
+    """Notes on many devices, given as (serial, text), each on its own and all in one
+    transaction, whatever the devices' status. A note that is already its device's latest (a
+    file given again) is unchanged, and the same line twice is one note."""
+    wanted: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for serial, text in notes:
+        key = (fold(serial.strip()), text)
+        if serial.strip() and key not in seen:
+            seen.add(key)
+            wanted.append((serial.strip(), text))
+    results: list[ActionResult] = []
+    with nullcontext() if dry_run else store.transaction():
+        found = store.devices_by_serials([serial for serial, _ in wanted])
+        latest = store.latest_notes(sorted({device.id for device in found.values()}))
+        new: list[tuple[int, str, str]] = []
+        for serial, text in wanted:
+            device = found.get(fold(serial))
+            if device is None:
+                results.append(_unknown(serial))
+            elif latest.get(device.id) == text:
+                results.append(_unchanged(device))
+            else:
+                latest[device.id] = text
+                new.append((device.id, device.status, text))
+                results.append(_done(device))
+        if new and not dry_run:
+            store.add_notes(new, at=now, actor=actor)
+    return ActionReport("note", results, dry_run=dry_run)
 
 
 def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> ActionReport:

@@ -655,6 +655,26 @@ class Store:
             (device_id, at, actor, "note", status, status, details) for device_id, status in devices
         )
 
+    def add_notes(self, notes: Sequence[tuple[int, str, str]], *, at: str, actor: str) -> None:
+        """Notes given as (device_id, status, text), each with its history entry (action
+        ``note``, the status kept)."""
+        self.conn.executemany(
+            "INSERT INTO notes (device_id, at, actor, text) VALUES (?, ?, ?, ?)",
+            [(device_id, at, actor, text) for device_id, _, text in notes],
+        )
+        self.record_history_many(
+            (
+                device_id,
+                at,
+                actor,
+                "note",
+                status,
+                status,
+                json.dumps({"note": text}, ensure_ascii=False),
+            )
+            for device_id, status, text in notes
+        )
+
     # ---- notices -------------------------------------------------------------------------
 
     def notices_for_device(self, device_id: int) -> list[dict[str, Any]]:

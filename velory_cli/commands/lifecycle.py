@@ -78,13 +78,22 @@ RETIRE_MEANS = (
 # ---- the actions ---------------------------------------------------------------------------
 
 
-def start(ctx: typer.Context, serial: SerialArgument, json_out: JsonOption = False) -> None:
+def start(
+    ctx: typer.Context,
+    serials: SerialsArgument = None,
+    file: FileOption = None,
+    dry_run: DryRunOption = False,
+    json_out: JsonOption = False,
+) -> None:
     """The user started the renewal process: status renewal_started."""
-    from velory_cli.lifecycle import start_renewal
+    from velory_cli.lifecycle import start_renewals
 
+    wanted = _serials(serials, file)
     st = state(ctx)
     with st.store() as store:
-        report = start_renewal(store, serial, now=now_utc(), actor=st.settings.actor)
+        report = start_renewals(
+            store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run
+        )
     _finish(report, json_out)
 
 
@@ -269,16 +278,75 @@ def retire(
 
 def note(
     ctx: typer.Context,
-    serial: SerialArgument,
-    text: Annotated[str, typer.Argument(metavar=TEXT, help="The note.", show_default=False)],
+    serial: Annotated[
+        str | None,
+        typer.Argument(
+            metavar=SERIAL, help="The device's serial number (not with --file).", show_default=False
+        ),
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            metavar=TEXT,
+            help="The note (with --file: for every serial listed).",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar=FILE,
+            help="Read SERIAL<TAB>TEXT lines from this file ('-' reads stdin); with one TEXT "
+            "or --note for all, one serial a line. Blank lines and # comments are ignored.",
+            show_default=False,
+        ),
+    ] = None,
+    common: Annotated[
+        str | None,
+        typer.Option("--note", metavar=TEXT, help="The note, instead of TEXT.", show_default=False),
+    ] = None,
+    dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Add a note to a device."""
-    from velory_cli.lifecycle import add_note
+    from velory_cli.errors import UsageError
+    from velory_cli.lifecycle import add_note, add_notes, checked_text, parse_note_lines
 
     st = state(ctx)
+    if file is None:
+        if serial is None or (text is None) == (common is None):
+            raise UsageError(
+                "give the serial and the note (velory note SERIAL TEXT), or --file FILE"
+            )
+        if dry_run:
+            raise UsageError("--dry-run is for --file; a note on one device is added or not")
+        with st.store() as store:
+            report = add_note(
+                store, serial, text or common or "", now=now_utc(), actor=st.settings.actor
+            )
+        _finish(report, json_out)
+        return
+    # With --file, a single argument is the note for every serial the file lists.
+    if text is not None:
+        raise UsageError("with --file, give at most one TEXT (the note for every serial)")
+    if serial is not None and common is not None:
+        raise UsageError("give the note once: as TEXT or with --note")
+    same_for_all = common if common is not None else serial
+    content = _read_text(file)
+    source = "stdin" if file == "-" else file
+    if same_for_all is None:
+        notes = parse_note_lines(content, source)
+    else:
+        shared = checked_text(same_for_all, "the note")
+        if not shared:
+            raise UsageError("the note is empty")
+        from velory_cli.lifecycle import parse_serial_list
+
+        notes = [(listed, shared) for listed in parse_serial_list(content)]
     with st.store() as store:
-        report = add_note(store, serial, text, now=now_utc(), actor=st.settings.actor)
+        report = add_notes(store, notes, now=now_utc(), actor=st.settings.actor, dry_run=dry_run)
     _finish(report, json_out)
 
 
@@ -391,6 +459,8 @@ def _serials(arguments: list[str] | None, file: str | None) -> list[str]:
     from velory_cli.lifecycle import parse_serial_list
 
     serials = list(arguments or [])
+    if any(not serial.strip() for serial in serials):
+        raise UsageError("a serial given as an argument is empty")
     if file is not None:
         serials += parse_serial_list(_read_text(file))
     elif not serials:
@@ -491,7 +561,13 @@ def _summary(report: ActionReport) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("start", epilog=examples("velory start PF1K2X9Z"))(start)
+    app.command(
+        "start",
+        epilog=examples(
+            "velory start PF1K2X9Z",
+            "velory start --file started.txt --dry-run",
+        ),
+    )(start)
     app.command("order", epilog=examples("velory order PF1K2X9Z --model 'MacBook Air 13\" M4'"))(
         order
     )
@@ -526,9 +602,14 @@ def register(app: typer.Typer) -> None:
             "velory retire PF1K2X9Z --outcome broken --note 'Water damage' --dry-run",
         ),
     )(retire)
-    app.command("note", epilog=examples("velory note PF1K2X9Z 'Screen replaced under warranty'"))(
-        note
-    )
+    app.command(
+        "note",
+        epilog=examples(
+            "velory note PF1K2X9Z 'Screen replaced under warranty'",
+            "velory note --file notes.tsv                # SERIAL<TAB>TEXT lines",
+            "velory note --file lost.txt --note 'Reported lost in the move'",
+        ),
+    )(note)
     app.command(
         "edit",
         epilog=examples(
