@@ -180,3 +180,15 @@ def test_note_serial_text_works_as_before(invoke: Invoke, home: Path) -> None:
     result = invoke(["note", "a1", "Charger missing"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "A1: noted (Active)\n"
+
+
+def test_a_note_held_earlier_is_not_added_again_after_another(store: Store) -> None:
+    from velory_cli.lifecycle import confirm_returns
+
+    add_device(store, "A1", status="return_confirmed", outcome="returned")
+    confirm_returns(store, ["A1"], now=NOW, actor="ann", note="Returned in person")
+    add_notes(store, [("A1", "Charger kept")], now=NOW, actor="ann")
+    again = confirm_returns(store, ["A1"], now=NOW, actor="ann", note="Returned in person")
+    assert again.messages == []
+    assert add_notes(store, [("A1", "Returned in person")], now=NOW, actor="ann").unchanged == 1
+    assert notes_of(store, "A1") == ["Returned in person", "Charger kept"]

@@ -615,10 +615,10 @@ def _keep_note(
     store: Store, devices: list[Device], note: str, *, now: str, actor: str, dry_run: bool
 ) -> list[str]:
     """A re-run script must not lose what it was given: the note for devices already where
-    the action leads goes into their notes all the same, once (not where it is already the
-    device's latest note). Returns what to tell the admin."""
-    latest = store.latest_notes([device.id for device in devices])
-    new = [device for device in devices if latest.get(device.id) != note]
+    the action leads goes into their notes all the same, once (not where the device has that
+    note already). Returns what to tell the admin."""
+    held = store.notes_held([(device.id, note) for device in devices])
+    new = [device for device in devices if (device.id, note) not in held]
     if not new:
         return []
     if not dry_run:
@@ -981,7 +981,7 @@ def edit_device(
             if (column in fields or worked_out) and not same:
                 changes[column] = {"old": old, "new": new}
         note_text = checked["notes"] or None
-        if note_text is not None and store.latest_notes([device.id]).get(device.id) == note_text:
+        if note_text is not None and store.notes_held([(device.id, note_text)]):
             note_text = None  # a script run again: the note is there already
         if not changes and note_text is None:
             return ActionReport("edit", [_unchanged(device)], changes={})
@@ -1041,8 +1041,8 @@ def add_notes(
     dry_run: bool = False,
 ) -> ActionReport:
     """Notes on many devices, given as (serial, text), each on its own and all in one
-    transaction, whatever the devices' status. A note that is already its device's latest (a
-    file given again) is unchanged, and the same line twice is one note."""
+    transaction, whatever the devices' status. A note the device has already (a file given
+    again) is unchanged, and the same line twice is one note."""
     wanted: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
     for serial, text in notes:
@@ -1053,16 +1053,22 @@ def add_notes(
     results: list[ActionResult] = []
     with nullcontext() if dry_run else store.transaction():
         found = store.devices_by_serials([serial for serial, _ in wanted])
-        latest = store.latest_notes(sorted({device.id for device in found.values()}))
+        held = store.notes_held(
+            [
+                (device.id, text)
+                for serial, text in wanted
+                if (device := found.get(fold(serial))) is not None
+            ]
+        )
         new: list[tuple[int, str, str]] = []
         for serial, text in wanted:
             device = found.get(fold(serial))
             if device is None:
                 results.append(_unknown(serial))
-            elif latest.get(device.id) == text:
+            elif (device.id, text) in held:
                 results.append(_unchanged(device))
             else:
-                latest[device.id] = text
+                held.add((device.id, text))
                 new.append((device.id, device.status, text))
                 results.append(_done(device))
         if new and not dry_run:

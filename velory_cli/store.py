@@ -641,6 +641,21 @@ class Store:
             found.update((row[0], row[1]) for row in rows)
         return found
 
+    def notes_held(self, notes: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (device_id, text) notes the devices already have, at any time: a
+        script run again must not add the same note twice, whatever was noted in between."""
+        found: set[tuple[int, str]] = set()
+        wanted = set(notes)
+        device_ids = sorted({device_id for device_id, _ in wanted})
+        for start in range(0, len(device_ids), 500):
+            chunk = device_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT device_id, text FROM notes WHERE device_id IN ({marks})", chunk
+            )
+            found.update(pair for pair in ((row[0], row[1]) for row in rows) if pair in wanted)
+        return found
+
     def add_note_many(
         self, devices: Sequence[tuple[int, str]], *, at: str, actor: str, text: str
     ) -> None:
