@@ -59,8 +59,12 @@ def test_demo_runs_the_whole_flow(invoke: Invoke, home: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.exception is None
     out = result.stdout
-    for step in range(1, 16):
+    for step in range(1, 18):
         assert f"Step {step}." in out
+    # A device changes hands, and a lost Dustin device is retired, each in a step of its own.
+    assert "$ velory edit " in out and ": edited (Active)" in out
+    assert "$ velory retire " in out and ": retired (Removed – lost)" in out
+    assert "Sent 2 notices in 2 mails" in out  # the new user's notice, and the reminder
     assert "Action required" in out  # the renewal mail is shown
     assert "Dustin's own process" in out + result.stderr
     assert "Bought out" in out

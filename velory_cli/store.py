@@ -363,20 +363,31 @@ class Store:
     def _migrate(self) -> None:
         from velory_cli import migrations
 
-        # Take the write lock first, so two velorys opening a new store never both migrate it.
-        with self.transaction():
-            known = set(migrations.step_names())
-            steps = migrations.migrations()
-            applied = {m.name for m in steps.applied(self.db)}
-            unknown = applied - known
-            if unknown:
-                raise StoreUnusable(
-                    f"the store {self.path} is from a newer velory (it has run "
-                    f"{', '.join(sorted(unknown))}); upgrade velory, the store was left untouched"
-                )
-            steps.apply(self.db)
-            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION}")
+        # Foreign keys are off while the steps run (SQLite cannot switch them inside a
+        # transaction): a step that rebuilds a table others point at (0006 rebuilds devices)
+        # drops the old one and renames the new one into its place, which with foreign keys on
+        # would delete every row pointing at it, or rewrite their references to the old name.
+        # Every step keeps the ids, so the references hold again once it is done.
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            # Take the write lock first, so two velorys opening a new store never both migrate
+            # it.
+            with self.transaction():
+                known = set(migrations.step_names())
+                steps = migrations.migrations()
+                applied = {m.name for m in steps.applied(self.db)}
+                unknown = applied - known
+                if unknown:
+                    raise StoreUnusable(
+                        f"the store {self.path} is from a newer velory (it has run "
+                        f"{', '.join(sorted(unknown))}); upgrade velory, the store was left "
+                        "untouched"
+                    )
+                steps.apply(self.db)
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION}")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys = ON")
 
     @property
     def db(self) -> Any:
@@ -651,6 +662,21 @@ class Store:
             found.update((row[0], row[1]) for row in rows)
         return found
 
+    def notes_held(self, notes: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (device_id, text) notes the devices already have, at any time: a
+        script run again must not add the same note twice, whatever was noted in between."""
+        found: set[tuple[int, str]] = set()
+        wanted = set(notes)
+        device_ids = sorted({device_id for device_id, _ in wanted})
+        for start in range(0, len(device_ids), 500):
+            chunk = device_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT device_id, text FROM notes WHERE device_id IN ({marks})", chunk
+            )
+            found.update(pair for pair in ((row[0], row[1]) for row in rows) if pair in wanted)
+        return found
+
     def add_note_many(
         self, devices: Sequence[tuple[int, str]], *, at: str, actor: str, text: str
     ) -> None:
@@ -663,6 +689,26 @@ class Store:
         details = json.dumps({"note": text}, ensure_ascii=False)
         self.record_history_many(
             (device_id, at, actor, "note", status, status, details) for device_id, status in devices
+        )
+
+    def add_notes(self, notes: Sequence[tuple[int, str, str]], *, at: str, actor: str) -> None:
+        """Notes given as (device_id, status, text), each with its history entry (action
+        ``note``, the status kept)."""
+        self.conn.executemany(
+            "INSERT INTO notes (device_id, at, actor, text) VALUES (?, ?, ?, ?)",
+            [(device_id, at, actor, text) for device_id, _, text in notes],
+        )
+        self.record_history_many(
+            (
+                device_id,
+                at,
+                actor,
+                "note",
+                status,
+                status,
+                json.dumps({"note": text}, ensure_ascii=False),
+            )
+            for device_id, status, text in notes
         )
 
     # ---- notices -------------------------------------------------------------------------
@@ -936,9 +982,20 @@ class Store:
     ) -> None:
         """Many devices' status changes at once: the devices, their history and their notes."""
         self.conn.executemany(
-            "UPDATE devices SET status = ?, outcome = ?, status_changed_at = ?, updated_at = ?"
-            " WHERE id = ?",
-            [(c.to_status, c.outcome, at, at, c.device_id) for c in changes],
+            "UPDATE devices SET status = ?, outcome = ?, retired_from = ?,"
+            " retired_from_outcome = ?, status_changed_at = ?, updated_at = ? WHERE id = ?",
+            [
+                (
+                    c.to_status,
+                    c.outcome,
+                    c.retired_from,
+                    c.retired_from_outcome,
+                    at,
+                    at,
+                    c.device_id,
+                )
+                for c in changes
+            ],
         )
         self.record_history_many(
             (
@@ -1033,6 +1090,9 @@ class StatusChange:
     outcome: str | None
     details: dict[str, Any] | None = None
     note: str | None = None
+    # A retired device's status and outcome before (see lifecycle's retire); None otherwise.
+    retired_from: str | None = None
+    retired_from_outcome: str | None = None
 
 
 def _devices_where(where: DeviceFilter) -> tuple[str, list[Any]]:
