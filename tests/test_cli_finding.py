@@ -220,6 +220,8 @@ def test_show_suggests_the_nearest_serial(invoke: Invoke, fleet: Path) -> None:
         ["release", "PF1K2X8Z", "--yes"],
         ["confirm-return", "PF1K2X8Z"],
         ["notices", "retry", "PF1K2X8Z"],
+        ["edit", "PF1K2X8Z", "--model", "MacBook Air"],
+        ["retire", "PF1K2X8Z", "--outcome", "lost", "--note", "Lost", "--yes"],
     ],
     ids=lambda args: args[0] if args[0] != "notices" else "notices-retry",
 )
@@ -244,3 +246,14 @@ def test_a_bulk_command_suggests_for_each_unknown_serial(
     assert errors["FUTURE2"] == "FUTURE2: no such device (did you mean FUTURE1?)"
     assert errors["GHOST-WITH-NO-MATCH"] == "GHOST-WITH-NO-MATCH: no such device"
     assert "no such device" not in (errors["DU55TIN1"] or "")
+
+
+def test_notes_from_a_file_suggest_for_an_unknown_serial(
+    invoke: Invoke, fleet: Path, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.tsv"
+    notes.write_text("PF1K2X8Z\tScreen replaced\nFUTURE1\tNew bag\n", encoding="utf-8")
+    result = invoke(["note", "--file", str(notes), "--json"])
+    assert result.exit_code == 1, result.output
+    errors = [r["error"] for r in json_out(result)["results"]]
+    assert errors == ["PF1K2X8Z: no such device (did you mean PF1K2X9Z?)", None]

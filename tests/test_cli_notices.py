@@ -253,6 +253,64 @@ def test_renewal_notices_can_be_turned_off_in_config_toml(
     assert json_out(invoke(["notices", "list", "--json"])) == []
 
 
+def test_a_run_with_renewal_notices_off_says_so_instead_of_nothing_due(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"))
+    write_config(home, "renewal_notices = false\n")
+
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert result.stdout.strip().splitlines() == [
+        "Renewal notices are turned off (renewal_notices = false): none queued or sent; "
+        "no personal-data reminders due."
+    ]
+    assert result.stderr == ""
+
+    quiet = invoke(["notices", "send", *AS_OF, "--quiet"], extra_env=smtp_server.env)
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+    dry = invoke(["notices", "send", *AS_OF, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Renewal notices are turned off (renewal_notices = false)" in dry.stdout
+    assert "No notices due." not in dry.stdout
+
+    as_json = invoke(["notices", "send", *AS_OF, "--json"], extra_env=smtp_server.env)
+    assert as_json.exit_code == 0, as_json.output
+    document = json_out(as_json)
+    assert document["renewal_notices"] is False
+    assert {key: document[key] for key in ("sent", "dry_run", "mails", "notices")} == {
+        "sent": 0,
+        "dry_run": False,
+        "mails": 0,
+        "notices": [],
+    }
+    assert "Renewal notices are turned off" in as_json.stderr
+    assert smtp_server.messages() == []
+
+
+def test_personal_data_reminders_still_go_out_and_the_summary_says_renewals_are_off(
+    invoke: Invoke, home: Path, smtp_server: SmtpServer
+) -> None:
+    seed(home, due("A"), ("OLD", {"renewal_date": "2027-06-01"}))
+    for step in (
+        ["start", "OLD"],
+        ["order", "OLD", "--model", "MacBook Air 13"],
+        ["deliver", "OLD", "--new-serial", "NEW"],
+    ):
+        assert invoke(step).exit_code == 0
+    write_config(home, "renewal_notices = false\n")
+
+    result = invoke(["notices", "send", *AS_OF], extra_env=smtp_server.env)
+    assert result.exit_code == 0, result.output
+    assert smtp_server.recipients() == ["old@example.com"]
+    assert result.stdout.strip() == (
+        "Sent 1 notice in 1 mail; 0 failed, 0 pending, 0 skipped (no email), 0 cancelled. "
+        "Renewal notices are turned off (renewal_notices = false): none queued or sent."
+    )
+
+
 def test_language_company_and_portal_come_from_config_toml(
     invoke: Invoke, home: Path, smtp_server: SmtpServer
 ) -> None:

@@ -48,6 +48,8 @@ ARGUMENTS: dict[str, list[str]] = {
     "release": ["A1"],
     "note": ["A1", "text"],
     "reinstate": ["A1", "--reason", "mistake"],
+    "retire": ["A1", "--outcome", "lost", "--note", "n"],
+    "edit": ["A1", "--model", "X"],
     "db backup": ["backup.db"],
     "export": ["--output", "export.csv"],
     "mdm import": ["export.csv"],

@@ -59,8 +59,12 @@ def test_demo_runs_the_whole_flow(invoke: Invoke, home: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.exception is None
     out = result.stdout
-    for step in range(1, 16):
+    for step in range(1, 18):
         assert f"Step {step}." in out
+    # A device changes hands, and a lost Dustin device is retired, each in a step of its own.
+    assert "$ velory edit " in out and ": edited (Active)" in out
+    assert "$ velory retire " in out and ": retired (Removed – lost)" in out
+    assert "Sent 2 notices in 2 mails" in out  # the new user's notice, and the reminder
     assert "Action required" in out  # the renewal mail is shown
     assert "Dustin's own process" in out + result.stderr
     assert "Bought out" in out
@@ -107,3 +111,45 @@ def test_a_mail_is_wrapped_at_words_and_keeps_its_lists() -> None:
     assert " ".join(wrapped.split()) == " ".join(text.split())  # every word, none broken
     assert "  - Dell Latitude 5440, serial number PF75EFT6ED" in lines
     assert "    Renewal date: 2 December 2026 (today)" in lines
+
+
+@pytest.mark.subprocess
+def test_the_demo_mail_reads_whole_at_80_columns(tmp_path: Path) -> None:
+    import re
+    from email import policy
+    from email.parser import BytesParser
+
+    from tests.terminal import run_in_terminal
+
+    env = {"VELORY_HOME": str(tmp_path / "home"), "VELORY_ACTOR": "tester"}
+    screen = run_in_terminal(["demo", "--keep"], columns=80, env=env, timeout=120)
+    assert screen.returncode == 0, screen.text
+    shown = screen.text.split("The one to ", 1)[1].split("Step 4.", 1)[0].splitlines()
+    email, subject, body_lines = shown[0].rstrip(":"), shown[1], shown[2:]
+    assert subject.startswith("Subject: Action required: ")
+    assert max(len(line.rstrip()) for line in body_lines) <= 78
+    kept = [line for line in screen.lines if "are kept in" in line]
+    folder = Path(kept[0].rsplit(" in ", 1)[1].rstrip("."))
+    mails = [
+        BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        for path in (folder / "outbox").glob("*.eml")
+    ]
+    (mail,) = [m for m in mails if email in str(m["To"]) and f"Subject: {m['Subject']}" == subject]
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = str(body.get_content())
+    # The mail as sent, every word of it, wrapped to the terminal and nothing else.
+    assert " ".join(" ".join(body_lines).split()) == " ".join(text.split())
+    # In the mail itself a paragraph is one line, naming the device's distributor.
+    step = next(line for line in text.splitlines() if line.startswith("1. Soon after"))
+    found = re.fullmatch(
+        r"1\. Soon after you start the process, (.+) will contact you by email about the "
+        r"options for the old device: return it or buy it out\. You settle that directly "
+        r"with (.+)\.",
+        step,
+    )
+    assert found is not None, step
+    assert found.group(1) == found.group(2) != "the distributor"
+    import shutil
+
+    shutil.rmtree(folder)

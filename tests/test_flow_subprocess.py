@@ -319,3 +319,33 @@ def test_a_support_script_run_again_from_the_top_is_safe(
         assert store.history(device.id) == history
         assert store.notes(device.id) == notes
         assert [d.serial for d in store.devices() if d.serial == "C02NEW"] == ["C02NEW"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "OLD1"],
+        ["devices"],
+        ["renewals", "--as-of", "2027-01-10"],
+        ["digest", "--dry-run", "--to", "it@nordlys.se", "--as-of", "2027-01-10"],
+        ["notices", "send", "--dry-run", "--as-of", "2027-01-10"],
+    ],
+    ids=["show", "devices", "renewals", "digest", "notices"],
+)
+def test_a_reader_that_has_gone_is_not_an_error(db: Path, args: list[str]) -> None:
+    """`velory … | head -1`: the reader had all it wanted, so velory exits 0 and says nothing."""
+    seed(db, ("OLD1", {"renewal_date": "2026-12-01"}))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before velory writes a byte
+    try:
+        writer = subprocess.run(
+            [*velory_command(), "--db", str(db), *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert writer.returncode == 0, writer.stderr
+    assert writer.stderr == ""

@@ -134,7 +134,8 @@ def test_reinstate_says_only_a_released_device_can_be_reinstated(store: Store, s
     device = store.device("H1")
     assert device is not None
     assert lifecycle.refusal(device, "reinstate") == (
-        f"H1 is {status}: reinstate needs removed; only a released device can be reinstated"
+        f"H1 is {status}: reinstate needs removed; "
+        "only a released or retired device can be reinstated"
     )
 
 
@@ -379,12 +380,56 @@ def test_release_hints_the_whole_way(store: Store) -> None:
     ]
 
 
-def test_release_of_a_dustin_device_explains_why_it_never_gets_there(store: Store) -> None:
+def test_release_of_a_dustin_device_needs_its_return_confirmed_not_started(store: Store) -> None:
     add_device(store, "D1", distributor="Dustin AB")
     error = release_devices(store, ["D1"], now=NOW, actor="bo").results[0].error
-    assert error is not None
-    assert error.startswith("D1 is active: release needs return_confirmed; ")
-    assert "Dustin's own process" in error
+    assert error == (
+        "D1 is active: release needs return_confirmed; run velory confirm-return first"
+    )
+
+
+# ---- Dustin's devices leave through the same door ----------------------------------------
+
+
+@pytest.mark.parametrize("distributor", ["Dustin", "DUSTIN AB", "Dustin Sverige AB"])
+def test_a_dustin_device_is_confirmed_straight_from_active_then_released(
+    store: Store, distributor: str
+) -> None:
+    add_device(store, "D1", distributor=distributor)
+    confirmed = confirm_returns(store, ["d1"], now=NOW, actor="ann", bought_out=True, note="Inv 9")
+    assert (confirmed.succeeded, confirmed.failed) == (1, 0)
+    device = store.device("D1")
+    assert device is not None
+    assert (device.status, device.outcome) == ("return_confirmed", "bought_out")
+    entry = store.history(device.id)[-1]
+    assert (entry.action, entry.actor, entry.from_status, entry.to_status) == (
+        "confirm-return",
+        "ann",
+        "active",
+        "return_confirmed",
+    )
+    assert [note.text for note in store.notes(device.id)] == ["Inv 9"]
+    assert release_devices(store, ["D1"], now=LATER, actor="ann").succeeded == 1
+    assert status_of(store, "D1") == "removed"
+    again = confirm_returns(store, ["D1"], now=LATER, actor="ann", bought_out=True)
+    assert (again.unchanged, again.failed) == (1, 0)
+
+
+def test_only_dustins_devices_skip_the_start(store: Store) -> None:
+    add_device(store, "A1", distributor="Atea")
+    add_device(store, "S1", distributor="Velory", source="store")
+    report = confirm_returns(store, ["A1", "S1"], now=NOW, actor="ann")
+    assert [r.error for r in report.results] == [
+        "A1 is active: confirm-return needs renewal_started; run velory start first",
+        "S1 is active: confirm-return needs renewal_started; it came from the Velory store "
+        "and renews through Velory's normal process; velory does not start it",
+    ]
+    assert (status_of(store, "A1"), status_of(store, "S1")) == ("active", "active")
+
+
+def test_a_started_dustin_device_from_before_is_confirmed_as_any_other(store: Store) -> None:
+    add_device(store, "D1", distributor="Dustin", status="renewal_started")
+    assert confirm_returns(store, ["D1"], now=NOW, actor="ann").succeeded == 1
 
 
 def test_release_goes_on_past_refused_devices(store: Store) -> None:

@@ -759,7 +759,7 @@ def test_the_renewal_mail_says_what_the_article_says(store: Store) -> None:
     assert "action is required" in text
     assert "The only step needed in Velory is to start the process." in text
     assert 'Open https://velory.example.com/hardware and click "Start the process"' in text
-    assert "distributor of the device contacts you by email" in text
+    assert "Atea will contact you by email" in text  # the device's distributor
     assert "return it or buy it out" in text
     assert "the Velory store opens and you can request a new device" in text
     assert "delete your personal information" in text
@@ -859,7 +859,10 @@ def test_a_company_template_replaces_the_built_in_one(store: Store, tmp_path: Pa
 
     assert str(transport.sent[0].message["Subject"]) == "Acme: time to renew"
     assert transport.text().startswith("Hello Anna:\n  - ThinkPad T14, serial number C02XK1")
-    assert "What happens next" in transport.html()  # the HTML part was not overridden
+    # Without its .html sibling the company's text is the whole mail: no built-in HTML part.
+    message = transport.sent[0].message
+    assert message.get_content_type() == "text/plain"
+    assert message.get_body(preferencelist=("html",)) is None
 
 
 @pytest.mark.parametrize(

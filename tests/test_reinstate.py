@@ -94,6 +94,6 @@ def test_reinstate_prints_a_result_table(invoke: Invoke, home: Path) -> None:
     assert "Active – pending return" in refused.stdout
     assert refused.stderr.splitlines() == [
         "error: B1 is renewal_started: reinstate needs removed; "
-        "only a released device can be reinstated",
+        "only a released or retired device can be reinstated",
         "0 reinstated, 0 unchanged, 1 refused.",
     ]

@@ -233,7 +233,7 @@ def test_the_demo_reads_well_at_80_columns(env: dict[str, str]) -> None:
     assert "Traceback" not in screen.text
     assert max(len(line.rstrip()) for line in screen.lines) <= 80
     steps = re.split(r"\n(?=Step \d+\. )", screen.text)
-    assert len(steps) == 16  # the introduction and 15 steps
+    assert len(steps) == 18  # the introduction and 17 steps
     assert max(len(step.splitlines()) for step in steps) <= 40  # about a screenful each
     kept = next(line for line in screen.lines if "are kept in" in line)
     folder = Path(kept.rsplit(" in ", 1)[1].rstrip("."))

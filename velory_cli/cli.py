@@ -48,10 +48,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The admin confirms the old devices were returned (or bought out).",
     ),
     "release": ("lifecycle", "Mark devices as released: status removed."),
+    "retire": (
+        "lifecycle",
+        "Take lost, stolen or broken devices out of the assets: status removed, any status.",
+    ),
     "note": ("lifecycle", "Add a note to a device."),
+    "edit": (
+        "lifecycle",
+        "Change a device's user, model, distributor or dates, checked as an import checks them.",
+    ),
     "reinstate": (
         "lifecycle",
-        "Undo a release made by mistake: back to return_confirmed, the reason in the history.",
+        "Undo a release or a retirement: back to the status it had, the reason in the history.",
     ),
     "renewals": (
         "due",
@@ -68,6 +76,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
         "demo",
         "A guided run of the whole renewal flow on the sample data, in a throwaway store.",
+    ),
+    "digest": (
+        "digest",
+        "Mail the admins what waits for them: users to chase, returns, releases, failures, MDM.",
     ),
     "notices": (
         "notices",

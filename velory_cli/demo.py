@@ -54,6 +54,8 @@ class DemoCast:
 
     renewing: Device
     dustin: Device | None
+    # A device due soon that changes hands after its notice went out (velory edit).
+    handed_on: Device | None = None
 
 
 def choose_cast(devices: list[Device], today: date) -> DemoCast:
@@ -74,4 +76,5 @@ def choose_cast(devices: list[Device], today: date) -> DemoCast:
     if not due:
         raise LookupError("the sample inventory has no device due within 30 days")
     dustin = next((device for device in devices if device.dustin), None)
-    return DemoCast(renewing=due[0], dustin=dustin)
+    handed_on = next((device for device in due[1:] if device.user_email != due[0].user_email), None)
+    return DemoCast(renewing=due[0], dustin=dustin, handed_on=handed_on)

@@ -1,7 +1,10 @@
 """The transitions between the statuses, how screens word them, and the actions on devices.
 
-``active`` -> ``renewal_started`` -> ``return_confirmed`` -> ``removed``; ``reinstate`` takes a
-device released by mistake back to ``return_confirmed``. Nothing else moves a status.
+``active`` -> ``renewal_started`` -> ``return_confirmed`` -> ``removed``; Dustin's devices go
+from ``active`` to ``return_confirmed`` (Dustin runs the renewal); ``retire`` takes any device
+not removed out of the assets (lost, stolen, broken, other); ``reinstate`` takes a device
+released by mistake back to ``return_confirmed``, and a retired one back to the status it had.
+Nothing else moves a status.
 """
 
 from __future__ import annotations
@@ -14,23 +17,22 @@ from datetime import date
 from typing import Any
 
 from velory_cli.dates import add_months
-from velory_cli.errors import ConfigError, UsageError
+from velory_cli.errors import ConfigError, InvalidInput, UsageError
 from velory_cli.folding import fold
-
-# The names imported as themselves are passed on: the notices and the importer read those
-# statuses through lifecycle.
-from velory_cli.models import ACTIVE as ACTIVE
 from velory_cli.models import (
+    ACTIVE,
     DEVICE_STATUSES,
     OUTCOME_BOUGHT_OUT,
+    OUTCOME_OTHER,
     OUTCOME_RETURNED,
+    REMOVED,
+    RENEWAL_STARTED,
+    RETIRE_OUTCOMES,
     RETURN_CONFIRMED,
     SOURCE_STORE,
     Device,
     NoticeKind,
 )
-from velory_cli.models import REMOVED as REMOVED
-from velory_cli.models import RENEWAL_STARTED as RENEWAL_STARTED
 from velory_cli.store import StatusChange, Store
 
 # How Velory's own screens word each status, so admins recognise them in tables.
@@ -42,9 +44,16 @@ STATUS_LABELS = {
 }
 
 
+# A retired device: removed, and why.
+RETIRED_LABELS = {outcome: f"Removed – {outcome}" for outcome in RETIRE_OUTCOMES}
+RETIRED_LABELS[OUTCOME_OTHER] = "Removed – retired"
+
+
 def status_label(status: str, outcome: str | None = None) -> str:
     if status == RETURN_CONFIRMED and outcome == OUTCOME_BOUGHT_OUT:
         return "Bought out"
+    if status == REMOVED and outcome in RETIRED_LABELS:
+        return RETIRED_LABELS[outcome]
     return STATUS_LABELS.get(status, status)
 
 
@@ -148,6 +157,29 @@ def _confirmed_otherwise(device: Device, asked: Asked) -> str | None:
     return None
 
 
+def _retired_as(device: Device, asked: Asked) -> bool:
+    return (
+        device.status == REMOVED
+        and device.outcome in RETIRE_OUTCOMES
+        and device.outcome == asked.outcome
+    )
+
+
+def _retired_otherwise(device: Device, asked: Asked) -> str | None:
+    if device.status == REMOVED and device.outcome in RETIRE_OUTCOMES:
+        return (
+            f"it was already retired as {device.outcome}; run velory reinstate first to "
+            "retire it otherwise, or add a note"
+        )
+    return None
+
+
+def _back_from_removal(device: Device) -> str:
+    """Where reinstate takes a device: a retired one back to the status it had, a released
+    one to return_confirmed (release needs it)."""
+    return device.retired_from or RETURN_CONFIRMED
+
+
 @dataclass(frozen=True)
 class Transition:
     """Where an action may start (``sources``), where it leads (``target``, None: the status
@@ -163,6 +195,16 @@ class Transition:
     done: Done | None = None
     # Why the action done before with other values is refused, before the status is looked at.
     conflict: Conflict | None = None
+    # Where a Dustin device may also start from: Dustin runs the renewal outside velory, so
+    # velory never sees it started.
+    dustin_sources: tuple[str, ...] = ()
+    # Where this device goes, when that depends on the device (reinstate); else ``target``.
+    target_for: Callable[[Device], str] | None = None
+    # The status and outcome the device had are kept, for reinstate to give back (retire).
+    keeps_way_back: bool = False
+
+    def sources_for(self, device: Device) -> tuple[str, ...]:
+        return self.sources + self.dustin_sources if device.dustin else self.sources
 
 
 TRANSITIONS: dict[str, Transition] = {
@@ -180,13 +222,29 @@ TRANSITIONS: dict[str, Transition] = {
         RETURN_CONFIRMED,
         done=_confirmed_as,
         conflict=_confirmed_otherwise,
+        dustin_sources=(ACTIVE,),
     ),
     "release": Transition((RETURN_CONFIRMED,), REMOVED),
-    # Undo a release made by mistake. A release deletes nothing, so this loses nothing.
+    # Out of the assets without the return flow: lost, stolen, broken, other. Any device not
+    # removed, Dustin's and store devices too: the guards of start do not apply.
+    "retire": Transition(
+        (ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED),
+        REMOVED,
+        done=_retired_as,
+        conflict=_retired_otherwise,
+        keeps_way_back=True,
+    ),
+    # Undo a release made by mistake, or a retirement (the device turned up). Neither deletes
+    # anything, so this loses nothing.
     "reinstate": Transition(
-        (REMOVED,), RETURN_CONFIRMED, only_from="only a released device can be reinstated"
+        (REMOVED,),
+        RETURN_CONFIRMED,
+        only_from="only a released or retired device can be reinstated",
+        target_for=_back_from_removal,
     ),
     "note": Transition(DEVICE_STATUSES, None),
+    # A removed device is history: reinstate it first, so no edit changes a device out of sight.
+    "edit": Transition((ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED), None),
 }
 
 
@@ -207,9 +265,10 @@ def refusal(device: Device, action: str, asked: Asked = Asked()) -> str | None:
     conflict = transition.conflict(device, asked) if transition.conflict else None
     if conflict:
         return f"{prefix}: {conflict}"
-    if device.status not in transition.sources:
-        needs = " or ".join(transition.sources)
-        hint = transition.only_from or _way_there(device, transition.sources)
+    sources = transition.sources_for(device)
+    if device.status not in sources:
+        needs = " or ".join(sources)
+        hint = transition.only_from or _way_there(device, sources)
         return f"{prefix}: {action} needs {needs}; {hint}"
     for guard in transition.guards:
         reason = guard(device)
@@ -219,8 +278,8 @@ def refusal(device: Device, action: str, asked: Asked = Asked()) -> str | None:
 
 
 # Never a step on the way to something else: a release takes the device out of every company
-# system, so "release it first" is never the advice.
-_NOT_A_WAY_THERE = frozenset({"release"})
+# system, and a retirement out of the assets, so "release it first" is never the advice.
+_NOT_A_WAY_THERE = frozenset({"release", "retire"})
 
 
 def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
@@ -231,7 +290,7 @@ def _way_there(device: Device, wanted: tuple[str, ...]) -> str:
         status = queue.pop(0)
         for action, transition in TRANSITIONS.items():
             target = transition.target
-            if target is None or status not in transition.sources or target in paths:
+            if target is None or status not in transition.sources_for(device) or target in paths:
                 continue
             if action in _NOT_A_WAY_THERE:
                 continue
@@ -286,6 +345,8 @@ class ActionReport:
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     new_device: Device | None = None
+    # What an edit changed, as its history entry has it: {field: {old, new}}.
+    changes: dict[str, dict[str, str | None]] | None = None
 
     @property
     def succeeded(self) -> int:
@@ -310,6 +371,8 @@ class ActionReport:
         }
         if self.action == "deliver":
             data["new_device"] = self.new_device.to_dict() if self.new_device else None
+        if self.action == "edit":
+            data["changes"] = self.changes or {}
         return data
 
 
@@ -471,8 +534,7 @@ def change_status(
     ``guard``: what a system outside the register says of a device the transitions allow (a
     refusal, or details for its history entry)."""
     transition = TRANSITIONS[action]
-    target = transition.target
-    if target is None:
+    if transition.target is None:
         raise ValueError(f"{action} does not change a status")
     wanted = unique_serials(serials)
     asked = Asked(outcome=outcome)
@@ -505,18 +567,10 @@ def change_status(
                 entry["outcome"] = outcome
             if note:
                 entry["note"] = note
-            changes.append(
-                StatusChange(
-                    device_id=device.id,
-                    from_status=device.status,
-                    to_status=target,
-                    outcome=outcome or device.outcome,
-                    details=entry or None,
-                    note=note,
-                )
-            )
+            change = _status_change(transition, device, outcome, entry or None, note)
+            changes.append(change)
             results.append(
-                ActionResult(device.serial, True, True, target, outcome=outcome or device.outcome)
+                ActionResult(device.serial, True, True, change.to_status, outcome=change.outcome)
             )
         if not dry_run and changes:
             store.apply_status_changes(changes, at=now, actor=actor, action=action)
@@ -527,14 +581,49 @@ def change_status(
     return ActionReport(action, results, dry_run=dry_run, messages=messages)
 
 
+def _status_change(
+    transition: Transition,
+    device: Device,
+    outcome: str | None,
+    details: dict[str, Any] | None,
+    note: str | None,
+) -> StatusChange:
+    """How ``transition`` moves ``device``: its new status and outcome, and what a retired
+    device keeps for reinstate (only a retired device has it; any other move clears it)."""
+    assert transition.target is not None
+    if transition.target_for is not None:
+        target = transition.target_for(device)
+    else:
+        target = transition.target
+    retired_from = retired_from_outcome = None
+    if transition.keeps_way_back:
+        retired_from, retired_from_outcome = device.status, device.outcome
+        new_outcome = outcome
+    elif device.retired_from is not None:
+        # Back from a retirement: the outcome it had before (a confirmed return's, or none).
+        new_outcome = device.retired_from_outcome
+    else:
+        new_outcome = outcome or device.outcome
+    return StatusChange(
+        device_id=device.id,
+        from_status=device.status,
+        to_status=target,
+        outcome=new_outcome,
+        details=details,
+        note=note,
+        retired_from=retired_from,
+        retired_from_outcome=retired_from_outcome,
+    )
+
+
 def _keep_note(
     store: Store, devices: list[Device], note: str, *, now: str, actor: str, dry_run: bool
 ) -> list[str]:
     """A re-run script must not lose what it was given: the note for devices already where
-    the action leads goes into their notes all the same, once (not where it is already the
-    device's latest note). Returns what to tell the admin."""
-    latest = store.latest_notes([device.id for device in devices])
-    new = [device for device in devices if latest.get(device.id) != note]
+    the action leads goes into their notes all the same, once (not where the device has that
+    note already). Returns what to tell the admin."""
+    held = store.notes_held([(device.id, note) for device in devices])
+    new = [device for device in devices if (device.id, note) not in held]
     if not new:
         return []
     if not dry_run:
@@ -555,6 +644,13 @@ def _keep_note(
 def start_renewal(store: Store, serial: str, *, now: str, actor: str) -> ActionReport:
     """The user started the process: ``renewal_started``. Not for Dustin's or store devices."""
     return change_status(store, "start", [_one_serial(serial)], now=now, actor=actor)
+
+
+def start_renewals(
+    store: Store, serials: Iterable[str], *, now: str, actor: str, dry_run: bool = False
+) -> ActionReport:
+    """``start_renewal`` for many devices, each on its own, in one transaction."""
+    return change_status(store, "start", serials, now=now, actor=actor, dry_run=dry_run)
 
 
 def confirm_returns(
@@ -604,6 +700,49 @@ def release_devices(
         dry_run=dry_run,
         guard=release_guard(store, wanted, force=force),
     )
+
+
+def retire_devices(
+    store: Store,
+    serials: Iterable[str],
+    *,
+    outcome: str,
+    note: str,
+    now: str,
+    actor: str,
+    dry_run: bool = False,
+) -> ActionReport:
+    """Out of the company's assets without the return flow (lost, stolen, broken, other):
+    ``removed``, the outcome and the note kept; from any status but removed, any distributor or
+    source. ``reinstate`` brings a retired device back to the status it had.
+
+    The MDM check does not refuse it: a lost or stolen device is the one most likely to stay
+    enrolled, and the admin cannot return it to get it out of the MDM first. Each device the
+    latest snapshot still lists is retired with a warning to wipe it or remove it from the
+    MDM, and its history names the snapshot; ``mdm check`` lists it until it is gone."""
+    from velory_cli.mdm.check import enrolment_warnings
+
+    outcome = outcome.strip().lower()
+    if outcome not in RETIRE_OUTCOMES:
+        raise UsageError(f"--outcome {outcome!r}: use one of {', '.join(RETIRE_OUTCOMES)}")
+    note = checked_text(note, "the note")
+    if not note:
+        raise UsageError("--note is empty; say what happened to the device")
+    wanted = list(serials)
+    warnings: list[str] = []
+    report = change_status(
+        store,
+        "retire",
+        wanted,
+        now=now,
+        actor=actor,
+        dry_run=dry_run,
+        outcome=outcome,
+        note=note,
+        guard=enrolment_warnings(store, wanted, warnings),
+    )
+    report.warnings += warnings
+    return report
 
 
 def order_replacement(
@@ -743,10 +882,11 @@ def deliver_replacement(
 def reinstate_device(
     store: Store, serial: str, reason: str, *, now: str, actor: str
 ) -> ActionReport:
-    """Undo a release made by mistake: back to ``return_confirmed``, the reason in the history.
+    """Undo a release made by mistake (back to ``return_confirmed``) or a retirement (back to
+    the status and outcome the device had), the reason in the history.
 
     A device that is ``return_confirmed`` already is unchanged; any other status is refused,
-    since only a released device can be reinstated.
+    since only a removed device can be reinstated.
     """
     reason = checked_text(reason, "the reason")
     if not reason:
@@ -759,6 +899,188 @@ def reinstate_device(
         actor=actor,
         details={"reason": reason},
     )
+
+
+# The fields ``velory edit`` changes, as its options name them; the other fields of an
+# import's row (the serial, the notes) are not edited.
+EDITABLE = {
+    "model": "--model",
+    "category": "--category",
+    "user_email": "--email",
+    "user_name": "--user-name",
+    "distributor": "--distributor",
+    "purchase_date": "--purchase-date",
+    "renewal_date": "--renewal-date",
+}
+# What ``""`` may clear: the user, for a spare device. Any other field given empty is a typo.
+_CLEARABLE = ("user_email", "user_name")
+
+
+def edit_device(
+    store: Store,
+    serial: str,
+    fields: dict[str, str],
+    *,
+    note: str | None = None,
+    now: str,
+    actor: str,
+) -> ActionReport:
+    """Change the given fields of a device not removed (``fields``: by column, as written),
+    with the checks an import makes; the changes go into its history as ``{field: {old,
+    new}}`` (action ``edit``), and a ``note`` into its notes. Setting what it has already is
+    unchanged. A bad value is a UsageError and changes nothing.
+
+    A new email needs nothing else here: the notices ledger is settled by the planner of
+    ``velory notices send`` from the device as it is, whatever changed it (an import or this),
+    so a device handed to another user after its renewal notice went out gets one for the new
+    user, and a new renewal date cancels the pending notice and makes a new one due."""
+    from velory_cli.importer.columns import FIELDS, NOTES, SERIAL
+    from velory_cli.importer.job import check_fields
+
+    serial = _one_serial(serial)
+    unknown = set(fields) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    if not fields and note is None:
+        raise UsageError(
+            "nothing to change: give one or more of " + ", ".join(EDITABLE.values()) + ", --note"
+        )
+    for column, value in fields.items():
+        if not value.strip() and column not in _CLEARABLE:
+            raise UsageError(f"{EDITABLE[column]} is empty; only --email and --user-name clear")
+    if note is not None and not note.strip():
+        raise UsageError("--note is empty")
+    with store.transaction():
+        found = _allowed_device(store, "edit", serial)
+        if isinstance(found, ActionResult):
+            return ActionReport("edit", [found])
+        device = found
+        # The import's checks, on the row an import of the new values would be: the dates not
+        # given are the stored ones, so a renewal date before the stored purchase date (or the
+        # other way round) is caught, and none is worked out from the other.
+        given = {**fields}
+        for column in ("purchase_date", "renewal_date"):
+            if column not in given:
+                given[column] = getattr(device, column) or ""
+        texts = [given.get(name, "") for name in FIELDS]
+        texts[SERIAL] = device.serial
+        texts[NOTES] = note or ""
+        names = [EDITABLE.get(name, "--note" if name == "notes" else name) for name in FIELDS]
+        values, errors = check_fields(texts, names)
+        if values is None:
+            message = errors[0].message.replace(
+                "say how the file writes dates with --dayfirst or --monthfirst",
+                "write it as YYYY-MM-DD",
+            )
+            raise UsageError(f"{errors[0].column}: {message}")
+        checked = dict(zip(FIELDS, values, strict=True))
+        changes: dict[str, dict[str, str | None]] = {}
+        for column in EDITABLE:
+            new = checked[column] or None
+            old = getattr(device, column)
+            # Besides the fields given, the renewal date an import works out from a purchase
+            # date, for a device that had none.
+            worked_out = column == "renewal_date" and old is None and new is not None
+            # One address in any case, as everywhere: a re-run in other capitals is unchanged.
+            same = fold(old or "") == fold(new or "") if column == "user_email" else old == new
+            if (column in fields or worked_out) and not same:
+                changes[column] = {"old": old, "new": new}
+        note_text = checked["notes"] or None
+        if note_text is not None and store.notes_held([(device.id, note_text)]):
+            note_text = None  # a script run again: the note is there already
+        if not changes and note_text is None:
+            return ActionReport("edit", [_unchanged(device)], changes={})
+        if changes:
+            store.update_device(
+                device.id,
+                {column: change["new"] for column, change in changes.items()} | {"updated_at": now},
+            )
+            store.record_history(
+                device.id,
+                at=now,
+                actor=actor,
+                action="edit",
+                from_status=device.status,
+                to_status=device.status,
+                details=changes,
+            )
+        if note_text is not None:
+            store.add_note_many([(device.id, device.status)], at=now, actor=actor, text=note_text)
+    return ActionReport("edit", [_done(device)], changes=changes)
+
+
+def parse_note_lines(text: str, source: str) -> list[tuple[str, str]]:
+    """``SERIAL<TAB>TEXT`` lines, as (serial, note); blank lines and lines starting with ``#``
+    ignored (a ``#`` after the tab is the note's own). A line that is not one is InvalidInput
+    naming ``source`` and the line: nothing is written."""
+    notes: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{source} line {number}"
+        serial, tab, note = line.partition("\t")
+        if not tab:
+            raise InvalidInput(
+                f"{where}: no tab between the serial and the note; write SERIAL<TAB>TEXT "
+                "(or give one --note TEXT for every serial listed)"
+            )
+        try:
+            serial = checked_text(serial, "the serial", one_line=True)
+            note = checked_text(note, "the note")
+        except UsageError as exc:
+            raise InvalidInput(f"{where}: {exc.message}") from None
+        if not serial:
+            raise InvalidInput(f"{where}: the serial is empty")
+        if not note:
+            raise InvalidInput(f"{where}: the note for {serial} is empty")
+        notes.append((serial, note))
+    return notes
+
+
+def add_notes(
+    store: Store,
+    notes: Iterable[tuple[str, str]],
+    *,
+    now: str,
+    actor: str,
+    dry_run: bool = False,
+) -> ActionReport:
+    """Notes on many devices, given as (serial, text), each on its own and all in one
+    transaction, whatever the devices' status. A note the device has already (a file given
+    again) is unchanged, and the same line twice is one note."""
+    wanted: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for serial, text in notes:
+        key = (fold(serial.strip()), text)
+        if serial.strip() and key not in seen:
+            seen.add(key)
+            wanted.append((serial.strip(), text))
+    results: list[ActionResult] = []
+    with nullcontext() if dry_run else store.transaction():
+        found = store.devices_by_serials([serial for serial, _ in wanted])
+        held = store.notes_held(
+            [
+                (device.id, text)
+                for serial, text in wanted
+                if (device := found.get(fold(serial))) is not None
+            ]
+        )
+        new: list[tuple[int, str, str]] = []
+        unknown = 0
+        for serial, text in wanted:
+            device = found.get(fold(serial))
+            if device is None:
+                unknown += 1
+                results.append(_unknown(store, serial, suggest=unknown <= _SUGGESTED_UNKNOWNS))
+            elif (device.id, text) in held:
+                results.append(_unchanged(device))
+            else:
+                held.add((device.id, text))
+                new.append((device.id, device.status, text))
+                results.append(_done(device))
+        if new and not dry_run:
+            store.add_notes(new, at=now, actor=actor)
+    return ActionReport("note", results, dry_run=dry_run)
 
 
 def add_note(store: Store, serial: str, text: str, *, now: str, actor: str) -> ActionReport:

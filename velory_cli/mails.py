@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from velory_cli.config import Settings
 from velory_cli.errors import ConfigError
 from velory_cli.folding import fold
-from velory_cli.models import Device, Notice, NoticeKind
+from velory_cli.models import OUTCOME_BOUGHT_OUT, Device, Notice, NoticeKind
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -95,6 +95,20 @@ class InvalidRecipient(Exception):
 # REPLACEMENT_FIELDS.
 MAIL_TEMPLATES = ("renewal", "reminder", "personal_data")
 ITEM_TEMPLATES = {"renewal": "device", "reminder": "device", "personal_data": "replacement"}
+# Each mail has wordings for one device and for several (NAME_many); the personal-data
+# reminder has its own for old devices the user bought out and keeps (personal_data_kept).
+MANY = "_many"
+KEPT = "_kept"
+WORDINGS = {
+    "renewal": ("renewal", "renewal_many"),
+    "reminder": ("reminder", "reminder_many"),
+    "personal_data": (
+        "personal_data",
+        "personal_data_many",
+        "personal_data_kept",
+        "personal_data_kept_many",
+    ),
+}
 MAIL_FIELDS = (
     "greeting",
     "name",
@@ -104,6 +118,7 @@ MAIL_FIELDS = (
     "count",
     "start_step",
     "portal_url",
+    "distributor",
     "signature",
 )
 DEVICE_FIELDS = ("device", "model", "serial", "category", "renewal_date", "when", "days_left")
@@ -132,7 +147,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "headline_many": "Your devices are up for renewal",
         "headline_overdue_one": "The renewal of your device is overdue",
         "headline_overdue_many": "The renewal of your devices is overdue",
+        "headline_overdue_some": "The renewal of {n} of your devices is overdue",
+        "one_of": "one",
         "headline_personal_data": "Move or delete your personal data on your old device",
+        "headline_personal_data_many": "Move or delete your personal data on your old devices",
+        "headline_kept": "Move what you need for work to your new device",
+        "headline_kept_many": "Move what you need for work to your new devices",
         "device": "{model}, serial number {serial}",
         "no_model": "Device",
         "unknown_new_device": "your new device",
@@ -144,6 +164,16 @@ PHRASES: dict[str, dict[str, str]] = {
         "start_html": (
             "Sign in to Velory, open the device and click <strong>Start the process</strong>."
         ),
+        "start_link_many": 'Open {url} and click "Start the process" on each device.',
+        "start_link_many_html": (
+            "Open {link} and click <strong>Start the process</strong> on each device."
+        ),
+        "start_many": 'Sign in to Velory and click "Start the process" on each device.',
+        "start_many_html": (
+            "Sign in to Velory and click <strong>Start the process</strong> on each device."
+        ),
+        "distributor": "the distributor",
+        "and": "and",
         "signature_company": "{company} IT",
         "signature": "Your IT department",
         "months": "January February March April May June July August September October "
@@ -161,9 +191,16 @@ PHRASES: dict[str, dict[str, str]] = {
         "headline_many": "Dina enheter ska förnyas",
         "headline_overdue_one": "Förnyelsen av din enhet är försenad",
         "headline_overdue_many": "Förnyelsen av dina enheter är försenad",
+        "headline_overdue_some": "Förnyelsen av {n} av dina enheter är försenad",
+        "one_of": "en",
         "headline_personal_data": (
             "Flytta eller radera dina personliga uppgifter på din gamla enhet"
         ),
+        "headline_personal_data_many": (
+            "Flytta eller radera dina personliga uppgifter på dina gamla enheter"
+        ),
+        "headline_kept": "Flytta över det du behöver i arbetet till din nya enhet",
+        "headline_kept_many": "Flytta över det du behöver i arbetet till dina nya enheter",
         "device": "{model}, serienummer {serial}",
         "no_model": "Enhet",
         "unknown_new_device": "din nya enhet",
@@ -175,6 +212,22 @@ PHRASES: dict[str, dict[str, str]] = {
         "start_html": (
             "Logga in i Velory, öppna enheten och klicka på <strong>Starta processen</strong>."
         ),
+        "start_link_many": (
+            'Öppna {url} och klicka på "Starta processen" på var och en av enheterna.'
+        ),
+        "start_link_many_html": (
+            "Öppna {link} och klicka på <strong>Starta processen</strong> på var och en av "
+            "enheterna."
+        ),
+        "start_many": (
+            'Logga in i Velory, öppna enheterna och klicka på "Starta processen" på var och en.'
+        ),
+        "start_many_html": (
+            "Logga in i Velory, öppna enheterna och klicka på <strong>Starta processen</strong> "
+            "på var och en."
+        ),
+        "distributor": "distributören",
+        "and": "och",
         "signature_company": "IT på {company}",
         "signature": "Din IT-avdelning",
         "months": "januari februari mars april maj juni juli augusti september oktober "
@@ -201,6 +254,7 @@ class MailComposer:
         display, self.sender_address = parse_sender(style.sender)
         self.sender_display = one_line(display or style.company_name)
         self._cache: dict[str, tuple[Template, str]] = {}
+        self._chosen: dict[tuple[str, ...], tuple[str, bool]] = {}
 
     # ---- templates ---------------------------------------------------------------------
 
@@ -226,6 +280,34 @@ class MailComposer:
 
         resource = files("velory_cli").joinpath("templates", file_name)
         return resource.read_text(encoding="utf-8"), f"velory's own {file_name}"
+
+    def _own(self, name: str, ext: str) -> bool:
+        """Whether the company has its own file for this template."""
+        folder = self.style.templates_dir
+        return folder is not None and (folder / f"{name}.{self.language}.{ext}").is_file()
+
+    def choose(self, mail: str, *, many: bool, kept: bool = False) -> tuple[str, bool]:
+        """The template a mail is written from, and whether it has an HTML part.
+
+        The wordings are tried from the most particular (several devices, bought out) to the
+        plain one: the company's own file for any of them wins over velory's, so a company's
+        ``renewal`` is used for several devices too. A company's text without its HTML
+        sibling makes a text-only mail: velory's HTML would hide the company's words."""
+        names = [
+            name
+            for name in reversed(WORDINGS[mail])
+            if (many or not name.endswith(MANY)) and (kept or KEPT not in name)
+        ]
+        key = tuple(names)
+        if key not in self._chosen:
+            chosen = (names[0], True)
+            for name in names:
+                own_text, own_html = self._own(name, "txt"), self._own(name, "html")
+                if own_text or own_html:
+                    chosen = (name, own_html or not own_text)
+                    break
+            self._chosen[key] = chosen
+        return self._chosen[key]
 
     def _fill(self, name: str, ext: str, values: Mapping[str, Any]) -> str:
         template, origin = self._template(name, ext)
@@ -254,9 +336,13 @@ class MailComposer:
             item = ITEM_TEMPLATES[mail]
             for ext in ("txt", "html"):
                 self._fill(item, ext, samples[item])
-                filled = self._fill(mail, ext, dict.fromkeys(MAIL_FIELDS, "x"))
-                if ext == "txt":
-                    self._split_subject(filled, mail)
+            for many in (False, True):
+                for kept in (False, True) if mail == NoticeKind.PERSONAL_DATA else (False,):
+                    name, has_html = self.choose(mail, many=many, kept=kept)
+                    filled = self._fill(name, "txt", dict.fromkeys(MAIL_FIELDS, "x"))
+                    self._split_subject(filled, name)
+                    if has_html:
+                        self._fill(name, "html", dict.fromkeys(MAIL_FIELDS, "x"))
 
     def _split_subject(self, text: str, mail: str) -> tuple[str, str]:
         first, _, body = text.partition("\n")
@@ -321,20 +407,32 @@ class MailComposer:
         else:
             mail = "reminder"
         rows, overdue = self._item_values(mail, items, today, related)
+        # The devices the mail is about: for a personal-data reminder, the old ones.
+        about = [
+            _old_and_new(device, related)[0] if mail == NoticeKind.PERSONAL_DATA else device
+            for _, device in items
+        ]
+        many = len(items) > 1
+        kept = mail == NoticeKind.PERSONAL_DATA and all(
+            device is not None and device.outcome == OUTCOME_BOUGHT_OUT for device in about
+        )
+        template, has_html = self.choose(mail, many=many, kept=kept)
         item_name = ITEM_TEMPLATES[mail]
         devices_text = "\n".join(self._fill(item_name, "txt", row).rstrip("\n") for row in rows)
-        devices_html = "\n".join(
-            self._fill(item_name, "html", _escaped(row)).rstrip("\n") for row in rows
-        )
         lead_notice, lead_device = items[0]
         name = one_line(lead_device.user_name)
-        values = self._mail_values(mail, name, len(items), overdue)
-        text = self._fill(mail, "txt", {**values, "devices": devices_text})
-        subject, body = self._split_subject(text, mail)
-        html_values = _escaped(values)
-        html_values["devices"] = devices_html
-        html_values["start_step"] = self._start_step_html()
-        html_body = self._fill(mail, "html", html_values)
+        values = self._mail_values(mail, name, len(items), overdue, kept=kept)
+        values["distributor"] = self._distributor(about)
+        text = self._fill(template, "txt", {**values, "devices": devices_text})
+        subject, body = self._split_subject(text, template)
+        html_body = None
+        if has_html:
+            html_values = _escaped(values)
+            html_values["devices"] = "\n".join(
+                self._fill(item_name, "html", _escaped(row)).rstrip("\n") for row in rows
+            )
+            html_values["start_step"] = self._start_step_html(many)
+            html_body = self._fill(template, "html", html_values)
 
         recipient = check_recipient(lead_notice.recipient or "")
         # Built as the generator will write it, rather than through EmailMessage's header
@@ -351,9 +449,13 @@ class MailComposer:
         # Through the header objects: the generator reads the content types again and
         # again, and a parsed one is not parsed each time. It picks a boundary that appears
         # in neither part.
-        message["Content-Type"] = "multipart/alternative"
-        _set_header(message, "Content-Language", self.language)
-        message.set_payload([_text_part(body, "plain"), _text_part(html_body, "html")])
+        if html_body is None:
+            _set_text(message, body, "plain")
+            _set_header(message, "Content-Language", self.language)
+        else:
+            message["Content-Type"] = "multipart/alternative"
+            _set_header(message, "Content-Language", self.language)
+            message.set_payload([_text_part(body, "plain"), _text_part(html_body, "html")])
         return Outgoing(
             message=message,
             sender=self.sender_address,
@@ -367,9 +469,9 @@ class MailComposer:
         items: Sequence[tuple[Notice, Device]],
         today: date,
         related: Mapping[str, Device],
-    ) -> tuple[list[dict[str, str]], bool]:
+    ) -> tuple[list[dict[str, str]], int]:
         rows: list[dict[str, str]] = []
-        overdue = False
+        overdue = 0
         for notice, device in items:
             if mail == NoticeKind.PERSONAL_DATA:
                 old, new = _old_and_new(device, related)
@@ -389,7 +491,7 @@ class MailComposer:
                 days_left = (date.fromisoformat(notice.renewal_date) - today).days
             except ValueError:
                 days_left = 0
-            overdue = overdue or days_left < 0
+            overdue += days_left < 0
             rows.append(
                 {
                     "device": self._device_text(device),
@@ -403,10 +505,18 @@ class MailComposer:
             )
         return rows, overdue
 
-    def _mail_values(self, mail: str, name: str, count: int, overdue: bool) -> dict[str, str]:
+    def _mail_values(
+        self, mail: str, name: str, count: int, overdue: int, *, kept: bool = False
+    ) -> dict[str, str]:
+        """The fields of a mail about ``count`` devices, ``overdue`` of them overdue."""
         p = self.phrases
+        many = "_many" if count > 1 else ""
         if mail == NoticeKind.PERSONAL_DATA:
-            headline = p["headline_personal_data"]
+            headline = p[("headline_kept" if kept else "headline_personal_data") + many]
+        elif 0 < overdue < count:  # not "your devices are overdue" when only some are
+            headline = p["headline_overdue_some"].format(
+                n=p["one_of"] if overdue == 1 else str(overdue)
+            )
         else:
             headline = p[
                 ("headline_overdue_" if overdue else "headline_")
@@ -420,25 +530,40 @@ class MailComposer:
             "company": company,
             "headline": headline,
             "count": str(count),
-            "start_step": p["start_link"].format(url=url) if url else p["start"],
+            "start_step": p["start_link" + many].format(url=url) if url else p["start" + many],
             "portal_url": url or "",
             "signature": p["signature_company"].format(company=company)
             if company
             else p["signature"],
         }
 
-    def _start_step_html(self) -> str:
+    def _start_step_html(self, many: bool) -> str:
         import html
 
         url = self.style.portal_url
+        number = "_many" if many else ""
         if not url:
-            return self.phrases["start_html"]
+            return self.phrases[f"start{number}_html"]
         link = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
-        return self.phrases["start_link_html"].format(link=link)
+        return self.phrases[f"start_link{number}_html"].format(link=link)
+
+    def _distributor(self, devices: Sequence[Device | None]) -> str:
+        """Who contacts the user about the old devices: the distributors the store knows, by
+        name ("Inetum", "Atea and Inetum"); "the distributor" when it does not know them all."""
+        names: list[str] = []
+        for device in devices:
+            known = one_line(device.distributor if device else "")
+            if not known:
+                return self.phrases["distributor"]
+            if fold(known) not in {fold(name) for name in names}:
+                names.append(known)
+        if len(names) == 1:
+            return names[0]
+        return f"{', '.join(names[:-1])} {self.phrases['and']} {names[-1]}"
 
 
-# A header written as it is when it is ASCII and fits the line; anything else goes through the
-# email package's header objects, which encode and fold it.
+# A header written as it is when it is ASCII and fits the line; a longer subject, or one beyond
+# ASCII, folded here between words, with the words beyond ASCII as RFC 2047 encoded words.
 _HEADER_LINE = 78
 
 
@@ -447,13 +572,85 @@ def _set_header(message: EmailMessage, name: str, value: str) -> None:
         raise ValueError(f"a {name} header must be one line")
     if value.isascii() and len(name) + 2 + len(value) <= _HEADER_LINE:
         message.set_raw(name, value)
-    elif value.isascii():
+    elif name == "Subject":  # the one header of free text, the one that is ever long
+        message.set_raw(name, fold_header(name, value))
+    else:  # a Message-ID is never made an encoded word: the header objects write it
         message[name] = value
-    else:
-        from email.header import Header
 
-        # RFC 2047 encoded words, folded to fit: ASCII the generator writes as it is.
-        message.set_raw(name, Header(value, "utf-8", header_name=name).encode())
+
+def fold_header(name: str, value: str) -> str:
+    """An unstructured header's value as it is written: folded between words so that every
+    line fits 78 characters, the first line never empty (the email package folds a long
+    header before its first word, and mail programs show that as a leading space). Runs of
+    words beyond ASCII become one encoded word each, so the spaces between them stay."""
+    # An encoded word must fit the first line too, or the generator folds the header again.
+    words = _header_words(value, min(_ENCODED_WORD, _HEADER_LINE - len(name) - 2))
+    lines: list[str] = []
+    line = ""
+    room = _HEADER_LINE - len(name) - 2
+    for word in words:
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line, room = word, _HEADER_LINE - 1
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines)
+
+
+# What an encoded word may hold at most (RFC 2047: 75 characters with its delimiters), and the
+# longest word written as it is (a longer one could not fit a line of its own).
+_ENCODED_WORD = 75
+_PLAIN_WORD = 60
+
+
+def _header_words(value: str, limit: int) -> list[str]:
+    """The words of a header as written: ASCII words as they are; each run of words beyond
+    ASCII (or that would read as an encoded word, or too long for a line) as encoded words,
+    split between its words where it is too long for one (each part but the last ends in its
+    encoded space), and within a word only where the word alone is."""
+
+    def plain(word: str) -> bool:
+        return word.isascii() and "=?" not in word and len(word) <= _PLAIN_WORD
+
+    words = value.split(" ")
+    written: list[str] = []
+    index = 0
+    while index < len(words):
+        if plain(words[index]):
+            written.append(words[index])
+            index += 1
+            continue
+        run: list[str] = []
+        while index < len(words) and not plain(words[index]):
+            run.append(words[index])
+            index += 1
+        written.extend(_encoded_words(" ".join(run), limit))
+    return written
+
+
+def _encoded_words(text: str, limit: int) -> list[str]:
+    from email import quoprimime
+
+    def encoded(part: str) -> str:
+        return quoprimime.header_encode(part.encode(), "utf-8")
+
+    pieces: list[str] = []
+    for word in re.findall(r"[^ ]+ ?| ", text):
+        if len(encoded(word)) <= limit:
+            pieces.append(word)
+        else:
+            pieces.extend(word)  # one character at a time: never a character cut in two
+    words: list[str] = []
+    part = ""
+    for piece in pieces:
+        if part and len(encoded(part + piece)) > limit:
+            words.append(encoded(part))
+            part = piece
+        else:
+            part += piece
+    words.append(encoded(part))
+    return words
 
 
 def check_recipient(text: str) -> str:
@@ -500,17 +697,24 @@ def _set_address(message: EmailMessage, name: str, display_name: str, address: s
 
 
 def _text_part(text: str, subtype: str) -> EmailMessage:
-    """A text part in UTF-8, quoted-printable (encoded in C: the email package's own encoder
-    works a character at a time), lines ended as set_content ends them."""
-    import binascii
     from email.message import EmailMessage
 
     part = EmailMessage()
+    _set_text(part, text, subtype)
+    return part
+
+
+def _set_text(part: EmailMessage, text: str, subtype: str) -> None:
+    """A text in UTF-8, quoted-printable (encoded in C: the email package's own encoder works
+    a character at a time), lines ended as set_content ends them. A paragraph stays one line
+    however long: quoted-printable carries it in lines of 76 with soft breaks, and the mail
+    program wraps it to its window."""
+    import binascii
+
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
     part.set_raw("Content-Transfer-Encoding", "quoted-printable")
     data = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
     part.set_payload(binascii.b2a_qp(data).decode("ascii"))
-    return part
 
 
 def _escaped(values: Mapping[str, str]) -> dict[str, str]:

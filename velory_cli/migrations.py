@@ -9,6 +9,7 @@ velory does not know is from a newer velory and is refused.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ def _steps() -> list[tuple[str, Any]]:
         ("0003_notice_recipients", _notice_recipients),
         ("0004_serial_keys", _serial_keys),
         ("0005_mdm_snapshots", _mdm_snapshots),
+        ("0006_fleet_changes", _fleet_changes),
+        ("0008_digests", _digests),
     ]
 
 
@@ -291,6 +294,85 @@ def _mdm_snapshots(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX mdm_devices_snapshot ON mdm_devices (snapshot_id)")
+
+
+# The outcome's CHECK as 0001 wrote it, and as 0006 widens it for retired devices.
+_OUTCOME_CHECK = "CHECK (outcome IS NULL OR outcome = 'returned' OR outcome = 'bought_out')"
+_RETIRE_OUTCOME_CHECK = (
+    "CHECK (outcome IS NULL OR outcome = 'returned' OR outcome = 'bought_out'"
+    " OR outcome = 'lost' OR outcome = 'stolen' OR outcome = 'broken' OR outcome = 'other')"
+)
+
+
+def _fleet_changes(db: Database) -> None:
+    # A retired device (lost, stolen, broken, other) keeps why in its outcome, and the status
+    # and outcome it had before, which reinstate gives back. Kept in columns, not read back
+    # from the history: reinstate then reads the device row it has anyway (no history scan per
+    # device of a bulk run), and the history stays a record for people rather than state the
+    # lifecycle depends on.
+    db.execute("ALTER TABLE devices ADD COLUMN retired_from TEXT")
+    db.execute("ALTER TABLE devices ADD COLUMN retired_from_outcome TEXT")
+    # SQLite cannot change a CHECK in place: the table is rebuilt from its own definition, only
+    # the outcome's CHECK widened, every row kept with its id, and its indexes and triggers
+    # (whichever steps made them) made again as they were. The history, notes and notices point
+    # at devices by id and by name; the store runs the steps with foreign keys off, so the old
+    # table is dropped without touching them and the new one takes its name.
+    table_sql = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'devices'"
+    ).fetchone()[0]
+    if _OUTCOME_CHECK not in table_sql:
+        raise RuntimeError("the devices table's outcome CHECK is not the one 0001 wrote")
+    dependants = [
+        sql
+        for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'devices'"
+            " AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name"
+        ).fetchall()
+    ]
+    columns = ", ".join(
+        row[1] for row in db.execute("SELECT * FROM pragma_table_info('devices')").fetchall()
+    )
+    new_table = re.sub(
+        r'^CREATE TABLE\s+(?:"devices"|devices)', "CREATE TABLE devices_0006", table_sql, count=1
+    )
+    db.execute(new_table.replace(_OUTCOME_CHECK, _RETIRE_OUTCOME_CHECK, 1))
+    db.execute(f"INSERT INTO devices_0006 ({columns}) SELECT {columns} FROM devices")
+    db.execute("DROP TABLE devices")
+    db.execute("ALTER TABLE devices_0006 RENAME TO devices")
+    for sql in dependants:
+        db.execute(sql)
+
+
+def _digests(db: Database) -> None:
+    # The admin digest's ledger: one row per recipient and day, so a recipient gets one digest
+    # a day however often cron runs. ``recipient_key`` is the recipient as folding.fold
+    # compares addresses. A row is claimed (``sending``, with this host and process) before the
+    # mail server sees the mail and marked ``sent`` once it accepted it; ``pending`` is a claim
+    # given back (the server was down), ``failed`` a mail the server refused. ``content_key``
+    # says what the mail said: one sent again keeps its Message-ID only when it says the same.
+    db.execute(
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            recipient TEXT NOT NULL,
+            recipient_key TEXT NOT NULL,
+            day TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status = 'pending' OR status = 'sending' OR status = 'sent'
+                    OR status = 'failed'),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            message_id TEXT NOT NULL,
+            content_key TEXT NOT NULL,
+            claimed_by TEXT,
+            claimed_at TEXT,
+            sent_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (recipient_key, day)
+        )
+        """
+    )
 
 
 def migrations() -> Any:

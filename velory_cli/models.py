@@ -17,6 +17,12 @@ DEVICE_STATUSES = (ACTIVE, RENEWAL_STARTED, RETURN_CONFIRMED, REMOVED)
 # How a confirmed return ended: the old device went back, or the user bought it out.
 OUTCOME_RETURNED = "returned"
 OUTCOME_BOUGHT_OUT = "bought_out"
+# Why a device was retired: taken out of the assets without the return flow.
+OUTCOME_LOST = "lost"
+OUTCOME_STOLEN = "stolen"
+OUTCOME_BROKEN = "broken"
+OUTCOME_OTHER = "other"
+RETIRE_OUTCOMES = (OUTCOME_LOST, OUTCOME_STOLEN, OUTCOME_BROKEN, OUTCOME_OTHER)
 
 # The keys of a device in every JSON output, in order. Scripts read them by name: keys may be
 # added, never removed or renamed.
@@ -79,6 +85,9 @@ class Device:
     import_notes: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    # A retired device: the status and outcome it had before, which reinstate gives back.
+    retired_from: str | None = None
+    retired_from_outcome: str | None = None
 
     @property
     def dustin(self) -> bool:

@@ -42,7 +42,15 @@ from velory_cli.errors import (
 )
 from velory_cli.folding import fold
 from velory_cli.mails import InvalidRecipient, MailComposer, MailStyle
-from velory_cli.models import Device, Notice, NoticeKind, NoticeState
+from velory_cli.models import (
+    ACTIVE,
+    REMOVED,
+    RENEWAL_STARTED,
+    Device,
+    Notice,
+    NoticeKind,
+    NoticeState,
+)
 
 if TYPE_CHECKING:
     from velory_cli.mailer import Outgoing, Transport
@@ -237,6 +245,8 @@ class SendReport:
 
     dry_run: bool
     outcomes: list[NoticeOutcome] = field(default_factory=list)
+    # False when ``renewal_notices = false``: only personal-data reminders were looked at.
+    renewal_notices: bool = True
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     mails: int = 0
@@ -254,6 +264,7 @@ class SendReport:
             "cancelled": self.count(NoticeState.CANCELLED),
             "dry_run": self.dry_run,
             "mails": self.mails,
+            "renewal_notices": self.renewal_notices,
             "notices": [outcome.to_dict() for outcome in self.outcomes],
         }
 
@@ -299,11 +310,11 @@ class _Plan:
 
 def _cancel_reason(notice: Notice, device: Device) -> str | None:
     """Why a renewal notice (or reminder) is no longer to be sent; None when it still is."""
-    if device.status == lifecycle.REMOVED:
+    if device.status == REMOVED:
         return "the device was removed"
-    if device.status == lifecycle.RENEWAL_STARTED:
+    if device.status == RENEWAL_STARTED:
         return "the renewal process was started"
-    if device.status != lifecycle.ACTIVE:
+    if device.status != ACTIVE:
         return "the return of the device was confirmed"
     if device.renewal_date != notice.renewal_date:
         if device.renewal_date:
@@ -534,14 +545,25 @@ def _plan_readdressed_failures(plan: _Plan, store: Store) -> None:
 
 def _claim_held(notice: Notice, now: datetime, claim_is_live: Callable[[str | None], bool]) -> bool:
     """True while the run that claimed a notice may still be sending it."""
-    return claim_is_live(notice.claimed_by) and not _claim_expired(notice, now)
+    return claim_held(notice.claimed_by, notice.claimed_at, now, claim_is_live)
 
 
-def _claim_expired(notice: Notice, now: datetime) -> bool:
-    if not notice.claimed_at:
+def claim_held(
+    claimed_by: str | None,
+    claimed_at: str | None,
+    now: datetime,
+    claim_is_live: Callable[[str | None], bool],
+) -> bool:
+    """True while the run that made a claim (a notice's, or a digest's) may still be sending:
+    its process lives and the claim is not older than ``CLAIM_TIMEOUT``."""
+    return claim_is_live(claimed_by) and not _claim_expired(claimed_at, now)
+
+
+def _claim_expired(claimed_at: str | None, now: datetime) -> bool:
+    if not claimed_at:
         return True
     try:
-        claimed = datetime.fromisoformat(notice.claimed_at)
+        claimed = datetime.fromisoformat(claimed_at)
     except ValueError:
         return True
     if claimed.tzinfo is None or now.tzinfo is None:
@@ -599,6 +621,15 @@ def message_id_for(notice: Notice, sender: str, *, attempt: int | None = None) -
     """The Message-ID of a mail led by ``notice``: stable, so a mail sent again is
     recognisably the same mail. ``attempt`` (the notice's claim count) sets apart a later mail
     led by the same notice with other contents, which must never share the first one's ID."""
+    serial = re.sub(r"[^A-Za-z0-9-]+", "-", notice.serial).strip("-").lower()[:64] or "device"
+    date_part = notice.renewal_date.replace("-", "")
+    variant = f".{attempt}" if attempt is not None else ""
+    return f"<velory.{notice.id}.{serial}.{date_part}{variant}@{message_id_domain(sender)}>"
+
+
+def message_id_domain(sender: str) -> str:
+    """The domain of the sender's address, as a Message-ID ends with it (``localhost`` when
+    it has none that can stand there)."""
     address = sender.strip().rpartition("<")[2].strip(" >")
     domain = address.rpartition("@")[2].lower() if "@" in address else ""
     try:
@@ -607,10 +638,7 @@ def message_id_for(notice: Notice, sender: str, *, attempt: int | None = None) -
         domain = ""
     if not re.fullmatch(r"[a-z0-9.-]+", domain or "-"):
         domain = "localhost"
-    serial = re.sub(r"[^A-Za-z0-9-]+", "-", notice.serial).strip("-").lower()[:64] or "device"
-    date_part = notice.renewal_date.replace("-", "")
-    variant = f".{attempt}" if attempt is not None else ""
-    return f"<velory.{notice.id}.{serial}.{date_part}{variant}@{domain or 'localhost'}>"
+    return domain or "localhost"
 
 
 # ---- sending -----------------------------------------------------------------------------
@@ -682,8 +710,10 @@ def send_notices(
     now_text = clock()
     now = _parse_time(now_text)
     if transport is None:
-        return _dry_run(_plan(store, rules, now=now, claim_is_live=claim_is_live))
-    report = SendReport(dry_run=False)
+        dry_run = _dry_run(_plan(store, rules, now=now, claim_is_live=claim_is_live))
+        dry_run.renewal_notices = rules.renewal_notices
+        return dry_run
+    report = SendReport(dry_run=False, renewal_notices=rules.renewal_notices)
     with store.transaction():
         first = _plan(store, rules, now=now, claim_is_live=claim_is_live)
         _apply(store, first, at=now_text)

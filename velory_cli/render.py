@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -54,8 +55,7 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 
 def console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
+    Console = _console_class()
     stream = _stream(stderr)
     terminal = _is_terminal(stream)
     if os.environ.get("NO_COLOR") or not terminal:
@@ -70,6 +70,20 @@ def console(stderr: bool = False) -> Console:
             width=(_env_width() or None) if terminal else PIPE_WIDTH,
         )
     return Console(file=stream, highlight=False, emoji=False, stderr=stderr)
+
+
+@cache
+def _console_class() -> type[Console]:
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich exits 1 here; a closed pipe means the reader had all it wanted, which the
+            # command line turns into exit 0 (`velory digest --dry-run | head -1`).
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console
 
 
 def _env_width() -> int:

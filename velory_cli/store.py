@@ -135,6 +135,27 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
+class DigestRow:
+    """One admin digest of the ledger: a recipient's digest of one day, and how it fared."""
+
+    id: int
+    recipient: str
+    recipient_key: str
+    day: str
+    status: str
+    attempts: int
+    error: str | None
+    message_id: str
+    content_key: str
+    claimed_by: str | None
+    claimed_at: str | None
+    sent_at: str | None
+
+
+DIGEST_FIELDS = tuple(f.name for f in fields(DigestRow))
+
+
+@dataclass(frozen=True)
 class DeviceFilter:
     """Which devices a listing shows. Removed devices only when asked for."""
 
@@ -346,20 +367,31 @@ class Store:
     def _migrate(self) -> None:
         from velory_cli import migrations
 
-        # Take the write lock first, so two velorys opening a new store never both migrate it.
-        with self.transaction():
-            known = set(migrations.step_names())
-            steps = migrations.migrations()
-            applied = {m.name for m in steps.applied(self.db)}
-            unknown = applied - known
-            if unknown:
-                raise StoreUnusable(
-                    f"the store {self.path} is from a newer velory (it has run "
-                    f"{', '.join(sorted(unknown))}); upgrade velory, the store was left untouched"
-                )
-            steps.apply(self.db)
-            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION}")
+        # Foreign keys are off while the steps run (SQLite cannot switch them inside a
+        # transaction): a step that rebuilds a table others point at (0006 rebuilds devices)
+        # drops the old one and renames the new one into its place, which with foreign keys on
+        # would delete every row pointing at it, or rewrite their references to the old name.
+        # Every step keeps the ids, so the references hold again once it is done.
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            # Take the write lock first, so two velorys opening a new store never both migrate
+            # it.
+            with self.transaction():
+                known = set(migrations.step_names())
+                steps = migrations.migrations()
+                applied = {m.name for m in steps.applied(self.db)}
+                unknown = applied - known
+                if unknown:
+                    raise StoreUnusable(
+                        f"the store {self.path} is from a newer velory (it has run "
+                        f"{', '.join(sorted(unknown))}); upgrade velory, the store was left "
+                        "untouched"
+                    )
+                steps.apply(self.db)
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION}")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys = ON")
 
     @property
     def db(self) -> Any:
@@ -685,6 +717,21 @@ class Store:
             found.update((row[0], row[1]) for row in rows)
         return found
 
+    def notes_held(self, notes: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (device_id, text) notes the devices already have, at any time: a
+        script run again must not add the same note twice, whatever was noted in between."""
+        found: set[tuple[int, str]] = set()
+        wanted = set(notes)
+        device_ids = sorted({device_id for device_id, _ in wanted})
+        for start in range(0, len(device_ids), 500):
+            chunk = device_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT device_id, text FROM notes WHERE device_id IN ({marks})", chunk
+            )
+            found.update(pair for pair in ((row[0], row[1]) for row in rows) if pair in wanted)
+        return found
+
     def add_note_many(
         self, devices: Sequence[tuple[int, str]], *, at: str, actor: str, text: str
     ) -> None:
@@ -697,6 +744,26 @@ class Store:
         details = json.dumps({"note": text}, ensure_ascii=False)
         self.record_history_many(
             (device_id, at, actor, "note", status, status, details) for device_id, status in devices
+        )
+
+    def add_notes(self, notes: Sequence[tuple[int, str, str]], *, at: str, actor: str) -> None:
+        """Notes given as (device_id, status, text), each with its history entry (action
+        ``note``, the status kept)."""
+        self.conn.executemany(
+            "INSERT INTO notes (device_id, at, actor, text) VALUES (?, ?, ?, ?)",
+            [(device_id, at, actor, text) for device_id, _, text in notes],
+        )
+        self.record_history_many(
+            (
+                device_id,
+                at,
+                actor,
+                "note",
+                status,
+                status,
+                json.dumps({"note": text}, ensure_ascii=False),
+            )
+            for device_id, status, text in notes
         )
 
     # ---- notices -------------------------------------------------------------------------
@@ -899,6 +966,70 @@ class Store:
             sql += " WHERE " + " AND ".join(clauses)
         return [Notice(*row) for row in self.conn.execute(sql + " ORDER BY n.id", params)]
 
+    # ---- digests: the ledger `velory digest` works through ------------------------------
+
+    def digest_row(self, recipient_key: str, day: str) -> DigestRow | None:
+        """The digest of one recipient (folded) and day, if any run got as far as claiming it."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(DIGEST_FIELDS)} FROM digests WHERE recipient_key = ? AND day = ?",
+            (recipient_key, day),
+        ).fetchone()
+        return DigestRow(*row) if row else None
+
+    def claim_new_digest(
+        self,
+        recipient: str,
+        day: str,
+        *,
+        owner: str,
+        at: str,
+        message_id: str,
+        content_key: str,
+    ) -> None:
+        """Claim the first digest of this recipient and day for this run."""
+        self.conn.execute(
+            "INSERT INTO digests (recipient, recipient_key, day, status, attempts, message_id,"
+            " content_key, claimed_by, claimed_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'sending', 1, ?, ?, ?, ?, ?, ?)",
+            (recipient, fold(recipient), day, message_id, content_key, owner, at, at, at),
+        )
+
+    def claim_digest(
+        self, row: DigestRow, *, owner: str, at: str, message_id: str, content_key: str
+    ) -> bool:
+        """Claim a digest not sent yet (given back, refused, or left by a run that stopped),
+        as ``row`` was read: only when no other run has taken it since."""
+        claimed = self.conn.execute(
+            "UPDATE digests SET status = 'sending', claimed_by = ?, claimed_at = ?,"
+            " attempts = attempts + 1, message_id = ?, content_key = ?, recipient = ?,"
+            " updated_at = ? WHERE id = ? AND status = ? AND claimed_by IS ? AND claimed_at IS ?"
+            " RETURNING id",
+            (
+                owner,
+                at,
+                message_id,
+                content_key,
+                row.recipient,
+                at,
+                row.id,
+                row.status,
+                row.claimed_by,
+                row.claimed_at,
+            ),
+        ).fetchone()
+        return claimed is not None
+
+    def finish_digest(
+        self, digest_id: int, *, owner: str, status: str, at: str, error: str | None = None
+    ) -> None:
+        """Record how this run's claimed digest fared: sent, failed, or back to pending."""
+        self.conn.execute(
+            "UPDATE digests SET status = ?, error = ?, updated_at = ?,"
+            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
+            " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+            (status, error, at, status, at, digest_id, owner),
+        )
+
     # ---- flow: status changes, replacements, renewals, todo, stats ----------------------
 
     def apply_status_changes(
@@ -906,9 +1037,20 @@ class Store:
     ) -> None:
         """Many devices' status changes at once: the devices, their history and their notes."""
         self.conn.executemany(
-            "UPDATE devices SET status = ?, outcome = ?, status_changed_at = ?, updated_at = ?"
-            " WHERE id = ?",
-            [(c.to_status, c.outcome, at, at, c.device_id) for c in changes],
+            "UPDATE devices SET status = ?, outcome = ?, retired_from = ?,"
+            " retired_from_outcome = ?, status_changed_at = ?, updated_at = ? WHERE id = ?",
+            [
+                (
+                    c.to_status,
+                    c.outcome,
+                    c.retired_from,
+                    c.retired_from_outcome,
+                    at,
+                    at,
+                    c.device_id,
+                )
+                for c in changes
+            ],
         )
         self.record_history_many(
             (
@@ -1033,6 +1175,9 @@ class StatusChange:
     outcome: str | None
     details: dict[str, Any] | None = None
     note: str | None = None
+    # A retired device's status and outcome before (see lifecycle's retire); None otherwise.
+    retired_from: str | None = None
+    retired_from_outcome: str | None = None
 
 
 def _devices_where(where: DeviceFilter) -> tuple[str, list[Any]]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # Nouns whose plural is not the noun plus "s".
-_PLURALS = {"entry": "entries", "reply": "replies", "match": "matches"}
+_PLURALS = {
+    "entry": "entries",
+    "reply": "replies",
+    "match": "matches",
+    "discrepancy": "discrepancies",
+}
 
 
 def plural(noun: str, n: int) -> str:

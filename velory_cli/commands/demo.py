@@ -148,16 +148,51 @@ def _tour(ctx: typer.Context, workdir: Path, inventory: Path, today: date) -> No
             "It follows Dustin's own process, so velory refuses it and says why.",
             ["start", cast.dustin.serial],
         )
+    handed_on = cast.handed_on
+    if handed_on is not None:
+        _step(
+            ctx,
+            7,
+            "A device changes hands",
+            f"{handed_on.user_name or handed_on.user_email} left; the device goes to a "
+            "colleague. The change is checked as an import would check it and kept in the "
+            "history; the new user gets the renewal notice too.",
+            [
+                "edit",
+                handed_on.serial,
+                "--email",
+                "kim.berg@nordlys.se",
+                "--user-name",
+                "Kim Berg",
+            ],
+        )
+    if cast.dustin is not None:
+        _step(
+            ctx,
+            8,
+            "A lost device leaves the assets",
+            "Any device, Dustin's too, can be retired as lost, stolen or broken; the note "
+            "is required, and velory reinstate brings it back if it turns up.",
+            [
+                "retire",
+                cast.dustin.serial,
+                "--outcome",
+                "lost",
+                "--note",
+                "Lost on a trip",
+                "--yes",
+            ],
+        )
     _step(
         ctx,
-        7,
+        9,
         "The store opens: the user requests a new device",
         "One replacement per device.",
         ["order", serial, "--model", 'Apple MacBook Air 13" M4'],
     )
     _step(
         ctx,
-        8,
+        10,
         "The new device is delivered",
         "It becomes an active store device of the same user; personal data on the old one "
         "must be moved or deleted, and the user gets a reminder.",
@@ -165,15 +200,15 @@ def _tour(ctx: typer.Context, workdir: Path, inventory: Path, today: date) -> No
     )
     _step(
         ctx,
-        9,
+        11,
         "The next notices run sends the personal-data reminder",
-        "",
+        "And the renewal notice to the device's new user, once.",
         ["notices", "send", "--outbox", str(outbox)],
     )
-    _step(ctx, 10, "What waits for the admin", "", ["todo"])
+    _step(ctx, 12, "What waits for the admin", "", ["todo"])
     _step(
         ctx,
-        11,
+        13,
         "The admin confirms the return: this one was bought out",
         "The outcome and the note are kept with the device.",
         [
@@ -186,7 +221,7 @@ def _tour(ctx: typer.Context, workdir: Path, inventory: Path, today: date) -> No
     )
     _step(
         ctx,
-        12,
+        14,
         "Mark as released",
         "No longer in MDM or any company system: the device leaves the company's assets "
         "and the user's hardware view.",
@@ -194,19 +229,19 @@ def _tour(ctx: typer.Context, workdir: Path, inventory: Path, today: date) -> No
     )
     _step(
         ctx,
-        13,
+        15,
         f"{who}'s hardware view afterwards",
         "Only the new device is left.",
         ["hardware", email],
     )
     _step(
         ctx,
-        14,
+        16,
         "The old device's record: notes, history, notices",
         "It stays in the store.",
         ["show", serial],
     )
-    _step(ctx, 15, "The fleet at a glance", "", ["stats"])
+    _step(ctx, 17, "The fleet at a glance", "", ["stats"])
 
 
 def _show_first_mail(outbox: Path, email: str) -> None:
@@ -236,9 +271,10 @@ def _show_first_mail(outbox: Path, email: str) -> None:
 def wrap_mail(text: str, width: int) -> str:
     """A mail's text wrapped at words to ``width`` (at most 78, a mail's own line length).
 
-    The templates break their long paragraphs at about 90 columns; such a paragraph is joined
-    again and wrapped to the width, and a list item's continuation lines keep its indent, so
-    "1." and "-" items still read as lists. Short lines (headings, greetings) stay as written.
+    velory's own templates keep each paragraph on one line, which is wrapped to the width; a
+    company's template that breaks its paragraphs at about 90 columns has them joined again
+    first. A list item's continuation lines keep its indent, so "1." and "-" items still read
+    as lists. Short lines (headings, greetings) stay as written.
     """
     import re
     import textwrap

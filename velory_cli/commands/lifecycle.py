@@ -1,4 +1,4 @@
-"""velory start, order, deliver, confirm-return, release, note, reinstate.
+"""velory start, order, deliver, confirm-return, release, retire, note, reinstate, edit.
 
 The actions on a device during its renewal, as velory_cli.lifecycle's transitions table allows.
 """
@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from velory_cli.commands.common import (
+    DATE,
+    EMAIL,
     FILE,
     SERIAL,
     TEXT,
@@ -57,26 +59,41 @@ DONE = {
     "deliver": "delivered",
     "confirm-return": "confirmed",
     "release": "released",
+    "retire": "retired",
     "reinstate": "reinstated",
     "note": "noted",
+    "edit": "edited",
 }
 
 RELEASE_MEANS = (
     "A released device is no longer in MDM or any company system: it leaves the user's "
     "hardware view and the company assets."
 )
+RETIRE_MEANS = (
+    "A retired device leaves the user's hardware view and the company assets without being "
+    "returned; velory reinstate brings it back."
+)
 
 
 # ---- the actions ---------------------------------------------------------------------------
 
 
-def start(ctx: typer.Context, serial: SerialArgument, json_out: JsonOption = False) -> None:
+def start(
+    ctx: typer.Context,
+    serials: SerialsArgument = None,
+    file: FileOption = None,
+    dry_run: DryRunOption = False,
+    json_out: JsonOption = False,
+) -> None:
     """The user started the renewal process: status renewal_started."""
-    from velory_cli.lifecycle import start_renewal
+    from velory_cli.lifecycle import start_renewals
 
+    wanted = _serials(serials, file)
     st = state(ctx)
     with st.store() as store:
-        report = start_renewal(store, serial, now=now_utc(), actor=st.settings.actor)
+        report = start_renewals(
+            store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run
+        )
     _finish(report, json_out)
 
 
@@ -190,7 +207,7 @@ def release(
             preview = release_devices(
                 store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True, force=force
             )
-            if preview.succeeded and not _confirm_release(preview):
+            if preview.succeeded and not _confirm(preview, RELEASE_MEANS, "Release"):
                 render.info("Nothing released.")
                 raise typer.Exit(1)
         report = release_devices(
@@ -199,18 +216,137 @@ def release(
     _finish(report, json_out)
 
 
+def retire(
+    ctx: typer.Context,
+    outcome: Annotated[
+        str,
+        typer.Option(
+            "--outcome",
+            metavar="lost|stolen|broken|other",
+            help="What happened to the device; kept as its outcome.",
+            show_default=False,
+        ),
+    ],
+    note: Annotated[
+        str,
+        typer.Option(
+            "--note",
+            metavar=TEXT,
+            help="What happened, for the device's notes.",
+            show_default=False,
+        ),
+    ],
+    serials: SerialsArgument = None,
+    file: FileOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: DryRunOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Take lost, stolen or broken devices out of the assets: status removed, any status."""
+    from velory_cli import render
+    from velory_cli.lifecycle import retire_devices
+
+    wanted = _serials(serials, file)
+    st = state(ctx)
+    with st.store() as store:
+        if not (yes or dry_run) and _interactive():
+            preview = retire_devices(
+                store,
+                wanted,
+                outcome=outcome,
+                note=note,
+                now=now_utc(),
+                actor=st.settings.actor,
+                dry_run=True,
+            )
+            if preview.succeeded and not _confirm(
+                preview, RETIRE_MEANS, "Retire", f" as {outcome.strip().lower()}"
+            ):
+                render.info("Nothing retired.")
+                raise typer.Exit(1)
+        report = retire_devices(
+            store,
+            wanted,
+            outcome=outcome,
+            note=note,
+            now=now_utc(),
+            actor=st.settings.actor,
+            dry_run=dry_run,
+        )
+    _finish(report, json_out)
+
+
 def note(
     ctx: typer.Context,
-    serial: SerialArgument,
-    text: Annotated[str, typer.Argument(metavar=TEXT, help="The note.", show_default=False)],
+    serial: Annotated[
+        str | None,
+        typer.Argument(
+            metavar=SERIAL, help="The device's serial number (not with --file).", show_default=False
+        ),
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            metavar=TEXT,
+            help="The note (with --file: for every serial listed).",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar=FILE,
+            help="Read SERIAL<TAB>TEXT lines from this file ('-' reads stdin); with one TEXT "
+            "or --note for all, one serial a line. Blank lines and # comments are ignored.",
+            show_default=False,
+        ),
+    ] = None,
+    common: Annotated[
+        str | None,
+        typer.Option("--note", metavar=TEXT, help="The note, instead of TEXT.", show_default=False),
+    ] = None,
+    dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Add a note to a device."""
-    from velory_cli.lifecycle import add_note
+    from velory_cli.errors import UsageError
+    from velory_cli.lifecycle import add_note, add_notes, checked_text, parse_note_lines
 
     st = state(ctx)
+    if file is None:
+        if serial is None or (text is None) == (common is None):
+            raise UsageError(
+                "give the serial and the note (velory note SERIAL TEXT), or --file FILE"
+            )
+        if dry_run:
+            raise UsageError("--dry-run is for --file; a note on one device is added or not")
+        with st.store() as store:
+            report = add_note(
+                store, serial, text or common or "", now=now_utc(), actor=st.settings.actor
+            )
+        _finish(report, json_out)
+        return
+    # With --file, a single argument is the note for every serial the file lists.
+    if text is not None:
+        raise UsageError("with --file, give at most one TEXT (the note for every serial)")
+    if serial is not None and common is not None:
+        raise UsageError("give the note once: as TEXT or with --note")
+    same_for_all = common if common is not None else serial
+    content = _read_text(file)
+    source = "stdin" if file == "-" else file
+    if same_for_all is None:
+        notes = parse_note_lines(content, source)
+    else:
+        shared = checked_text(same_for_all, "the note")
+        if not shared:
+            raise UsageError("the note is empty")
+        from velory_cli.lifecycle import parse_serial_list
+
+        notes = [(listed, shared) for listed in parse_serial_list(content)]
     with st.store() as store:
-        report = add_note(store, serial, text, now=now_utc(), actor=st.settings.actor)
+        report = add_notes(store, notes, now=now_utc(), actor=st.settings.actor, dry_run=dry_run)
     _finish(report, json_out)
 
 
@@ -225,12 +361,60 @@ def reinstate(
     ],
     json_out: JsonOption = False,
 ) -> None:
-    """Undo a release made by mistake: back to return_confirmed, the reason in the history."""
+    """Undo a release or a retirement: back to the status it had, the reason in the history."""
     from velory_cli.lifecycle import reinstate_device
 
     st = state(ctx)
     with st.store() as store:
         report = reinstate_device(store, serial, reason, now=now_utc(), actor=st.settings.actor)
+    _finish(report, json_out)
+
+
+def _field_option(name: str, metavar: str, help: str) -> Any:
+    return typer.Option(name, metavar=metavar, help=help, show_default=False)
+
+
+def edit(
+    ctx: typer.Context,
+    serial: SerialArgument,
+    email: Annotated[
+        str | None, _field_option("--email", EMAIL, "The user's email ('' clears it).")
+    ] = None,
+    user_name: Annotated[
+        str | None, _field_option("--user-name", TEXT, "The user's name ('' clears it).")
+    ] = None,
+    model: Annotated[str | None, _field_option("--model", TEXT, "The model.")] = None,
+    category: Annotated[str | None, _field_option("--category", TEXT, "The category.")] = None,
+    distributor: Annotated[
+        str | None, _field_option("--distributor", TEXT, "The distributor.")
+    ] = None,
+    purchase_date: Annotated[
+        str | None, _field_option("--purchase-date", DATE, "The purchase date.")
+    ] = None,
+    renewal_date: Annotated[
+        str | None, _field_option("--renewal-date", DATE, "The renewal date.")
+    ] = None,
+    note: Annotated[str | None, _field_option("--note", TEXT, "Added to its notes.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Change a device's user, model, distributor or dates, checked as an import checks them."""
+    from velory_cli.lifecycle import edit_device
+
+    given = {
+        "user_email": email,
+        "user_name": user_name,
+        "model": model,
+        "category": category,
+        "distributor": distributor,
+        "purchase_date": purchase_date,
+        "renewal_date": renewal_date,
+    }
+    fields = {column: value for column, value in given.items() if value is not None}
+    st = state(ctx)
+    with st.store() as store:
+        report = edit_device(
+            store, serial, fields, note=note, now=now_utc(), actor=st.settings.actor
+        )
     _finish(report, json_out)
 
 
@@ -245,24 +429,28 @@ def _interactive() -> bool:
     )
 
 
-def _confirm_release(preview: ActionReport) -> bool:
-    """Ask before releasing, naming what will be released (the serials when few, a count when
-    many) after the refusals, so the admin decides knowing both."""
+def _confirm(preview: ActionReport, means: str, verb: str, how: str = "") -> bool:
+    """Ask before releasing or retiring, naming what will be done (the serials when few, a
+    count when many) after the refusals, so the admin decides knowing both."""
     from velory_cli import render
     from velory_cli.wording import count, listing, was_were
 
     for result in preview.results:
         if result.error:
             render.error(f"will be refused: {result.error}")
-    released = [result.serial for result in preview.results if result.ok and result.changed]
+    for warning in preview.warnings:
+        render.warn(warning)
+    done = DONE[preview.action]
+    changed = [result.serial for result in preview.results if result.ok and result.changed]
     unchanged = [result.serial for result in preview.results if result.ok and not result.changed]
     refused = [result.serial for result in preview.results if not result.ok]
-    lines = [RELEASE_MEANS]
+    lines = [means]
     if refused:
         lines.append(f"{listing(refused)} will be refused (see above).")
     if unchanged:
-        lines.append(f"{listing(unchanged)} {was_were(len(unchanged))} released already.")
-    lines.append(f"Release {listing(released)}?" if released else f"Release {count(0, 'device')}?")
+        lines.append(f"{listing(unchanged)} {was_were(len(unchanged))} {done} already.")
+    what = listing(changed) if changed else count(0, "device")
+    lines.append(f"{verb} {what}{how}?")
     return typer.confirm("\n".join(lines), default=False, err=True)
 
 
@@ -271,6 +459,8 @@ def _serials(arguments: list[str] | None, file: str | None) -> list[str]:
     from velory_cli.lifecycle import parse_serial_list
 
     serials = list(arguments or [])
+    if any(not serial.strip() for serial in serials):
+        raise UsageError("a serial given as an argument is empty")
     if file is not None:
         serials += parse_serial_list(_read_text(file))
     elif not serials:
@@ -371,7 +561,13 @@ def _summary(report: ActionReport) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("start", epilog=examples("velory start PF1K2X9Z"))(start)
+    app.command(
+        "start",
+        epilog=examples(
+            "velory start PF1K2X9Z",
+            "velory start --file started.txt --dry-run",
+        ),
+    )(start)
     app.command("order", epilog=examples("velory order PF1K2X9Z --model 'MacBook Air 13\" M4'"))(
         order
     )
@@ -398,9 +594,30 @@ def register(app: typer.Typer) -> None:
             "grep -v '^#' list.txt | velory release --file - --dry-run",
         ),
     )(release)
-    app.command("note", epilog=examples("velory note PF1K2X9Z 'Screen replaced under warranty'"))(
-        note
-    )
+    app.command(
+        "retire",
+        epilog=examples(
+            "velory retire PF1K2X9Z --outcome stolen --note 'Police report 2026/4471'",
+            "velory retire --file lost.txt --outcome lost --note 'Lost in the move' --yes",
+            "velory retire PF1K2X9Z --outcome broken --note 'Water damage' --dry-run",
+        ),
+    )(retire)
+    app.command(
+        "note",
+        epilog=examples(
+            "velory note PF1K2X9Z 'Screen replaced under warranty'",
+            "velory note --file notes.tsv                # SERIAL<TAB>TEXT lines",
+            "velory note --file lost.txt --note 'Reported lost in the move'",
+        ),
+    )(note)
+    app.command(
+        "edit",
+        epilog=examples(
+            "velory edit PF1K2X9Z --email bo.ek@nordlys.se --user-name 'Bo Ek'",
+            "velory edit PF1K2X9Z --email '' --user-name '' --note 'Spare, in the IT room'",
+            "velory edit PF1K2X9Z --renewal-date 2027-06-30",
+        ),
+    )(edit)
     app.command(
         "reinstate",
         epilog=examples("velory reinstate PF1K2X9Z --reason 'Released by mistake, still in use'"),

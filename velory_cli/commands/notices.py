@@ -124,7 +124,7 @@ def _show_report(report: SendReport, *, json_out: bool, quiet: bool) -> None:
             _dry_run_columns(),
             _dry_run_rows(report),
             title="Notices (dry run)",
-            empty="No notices due.",
+            empty="No notices due." if report.renewal_notices else _NOTHING_WHILE_OFF,
         )
     for warning in report.warnings:
         render.warn(warning)
@@ -138,25 +138,33 @@ def _show_report(report: SendReport, *, json_out: bool, quiet: bool) -> None:
         render.line(_summary(report))
 
 
+# What a run says when renewal notices are turned off: an admin who reads "No notices due."
+# would think the fleet has nothing due.
+_TURNED_OFF = "Renewal notices are turned off (renewal_notices = false): none queued or sent"
+_NOTHING_WHILE_OFF = f"{_TURNED_OFF}; no personal-data reminders due."
+
+
 def _summary(report: SendReport) -> str:
     from velory_cli.wording import count
 
     counts = report.to_dict()
     if report.dry_run:
         pending = counts["pending"]
-        return (
+        line = (
             f"Dry run: {count(pending, 'notice')} would be sent, {counts['cancelled']} "
             f"cancelled, {counts['skipped']} skipped (no email); nothing was written or sent."
         )
-    if not report.outcomes:
-        return "No notices due."
-    sent = counts["sent"]
-    mails = f" in {count(report.mails, 'mail')}" if sent else ""
-    return (
-        f"Sent {count(sent, 'notice')}{mails}; {counts['failed']} failed, "
-        f"{counts['pending']} pending, {counts['skipped']} skipped (no email), "
-        f"{counts['cancelled']} cancelled."
-    )
+    elif not report.outcomes:
+        return "No notices due." if report.renewal_notices else _NOTHING_WHILE_OFF
+    else:
+        sent = counts["sent"]
+        mails = f" in {count(report.mails, 'mail')}" if sent else ""
+        line = (
+            f"Sent {count(sent, 'notice')}{mails}; {counts['failed']} failed, "
+            f"{counts['pending']} pending, {counts['skipped']} skipped (no email), "
+            f"{counts['cancelled']} cancelled."
+        )
+    return line if report.renewal_notices else f"{line} {_TURNED_OFF}."
 
 
 def _dry_run_columns() -> list[Column]:

@@ -265,6 +265,17 @@ class _Checker:
         return list(map(iso.__getitem__, texts))
 
 
+def check_fields(
+    texts: Sequence[str], names: Sequence[str | None]
+) -> tuple[tuple[str, ...] | None, list[RowError]]:
+    """One device's fields, in FIELDS order, through the checks an imported row goes
+    through: the values as an import would store them (dates as ISO), or the errors, each
+    naming its field by ``names``. For ``velory edit``, whose values must pass exactly what an
+    import of them would."""
+    row = _Checker(ImportOptions()).check(Row(0, None, texts, names, None))
+    return (None, row[_ERRORS]) if row[_ERRORS] else (tuple(row[_VALUES]), [])
+
+
 # ---- the import ----------------------------------------------------------------------------
 
 

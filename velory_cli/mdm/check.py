@@ -179,6 +179,35 @@ def release_guard(
     return guard
 
 
+def enrolment_warnings(
+    store: Store, serials: Sequence[str], warnings: list[str]
+) -> Callable[[Device], tuple[str | None, dict[str, Any] | None]]:
+    """What ``retire`` asks of each device: never a refusal (a lost or stolen device cannot be
+    taken out of the MDM by returning it), but a warning added to ``warnings`` for each one
+    the latest snapshots still list, and the snapshots for its history entry."""
+    mdm = MdmStore(store)
+    found: dict[str, list[Enrolment]] | None = None
+
+    def guard(device: Device) -> tuple[str | None, dict[str, Any] | None]:
+        nonlocal found
+        if found is None:
+            found = mdm.enrolments_of(serials)
+        key = fold(device.serial)
+        if key not in found:
+            found[key] = mdm.enrolments(device.serial)
+        enrolments = found[key]
+        if not enrolments:
+            return None, None
+        where = enrolments[0].snapshot
+        warnings.append(
+            f"{device.serial} is still in {where.name} as of {where.as_of}: wipe it or remove "
+            "it from the MDM; velory mdm check lists it until a new export no longer has it"
+        )
+        return None, {"mdm": [f"{e.snapshot.name} as of {e.snapshot.as_of}" for e in enrolments]}
+
+    return guard
+
+
 def device_mdm_state(store: Store, device: Device) -> dict[str, Any] | None:
     """The device as each source's latest snapshot has it, for ``show``: None with no
     snapshot at all."""
