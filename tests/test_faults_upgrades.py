@@ -21,7 +21,7 @@ from velory_cli.store import Store
 pytestmark = [pytest.mark.faults, pytest.mark.subprocess]
 
 VERSIONS = list(range(1, migrations.SCHEMA_VERSION + 1))
-TABLES = ("devices", "history", "notes", "notices")
+TABLES = ("devices", "history", "notes", "notices", "digests")
 
 
 def rows(db: Path, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
@@ -102,7 +102,9 @@ def test_a_store_from_an_earlier_schema_opens_upgrades_and_keeps_everything(
         return json.loads(result.stdout)
 
     listed = ok("devices", "--include-removed")
-    assert sorted(d["serial"] for d in listed) == sorted(d["serial"] for d in make_stores.DEVICES)
+    assert sorted(d["serial"] for d in listed) == sorted(
+        d["serial"] for d in make_stores.devices_at(version)
+    )
     assert pragma(db, "user_version") == migrations.SCHEMA_VERSION
     assert_store_sound(db, venv, tmp_path)
     # Every row the old store had is there, with every value it had.
@@ -137,6 +139,11 @@ def test_a_store_from_an_earlier_schema_opens_upgrades_and_keeps_everything(
     dustin = velory("start", "DUS-1")
     assert dustin.returncode == 1
     assert ok("show", "OLD-BOUGHT")["history"][-1]["actor"] == "carol"
+    if version >= 6:
+        lost = ok("show", "LOST-1")
+        assert (lost["status"], lost["outcome"]) == ("removed", "lost")
+        back = ok("reinstate", "LOST-1", "--reason", "found in the lost property office")
+        assert back["results"][0]["status"] == "active"
     assert_store_sound(db, venv, tmp_path)
 
 

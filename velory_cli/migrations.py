@@ -26,7 +26,7 @@ def _steps() -> list[tuple[str, Any]]:
         ("0004_serial_keys", _serial_keys),
         ("0005_mdm_snapshots", _mdm_snapshots),
         ("0006_fleet_changes", _fleet_changes),
-        ("0008_digests", _digests),
+        ("0007_digests", _digests),
     ]
 
 
