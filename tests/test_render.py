@@ -111,6 +111,23 @@ def test_the_needed_columns_come_first_and_the_rest_are_named(
     assert wide.left_out == []
 
 
+def test_a_column_empty_in_every_row_gives_way_to_one_with_values() -> None:
+    columns = [
+        render.Column("Serial", "serial", no_wrap=True, need=1),
+        render.Column("Replacement", "replacement", no_wrap=True, need=3),
+        render.Column("Notice", "notice", no_wrap=True, need=4),
+    ]
+    rows = [{"serial": f"PF{n}K2X9Z", "replacement": None, "notice": "sent"} for n in range(3)]
+    cells = [[render.cell_text(c, row) for c in columns] for row in rows]
+    # Room for the serial and one more column: the one with something in it.
+    layout = render.plan_layout(columns, cells, len("PF0K2X9Z") + 2 + len("Notice"))
+    assert [columns[i].header for i in layout.shown] == ["Serial", "Notice"]
+    rows[1]["replacement"] = "NEW1"
+    cells = [[render.cell_text(c, row) for c in columns] for row in rows]
+    layout = render.plan_layout(columns, cells, len("PF0K2X9Z") + 2 + len("Replacement"))
+    assert [columns[i].header for i in layout.shown] == ["Serial", "Replacement"]
+
+
 @pytest.mark.parametrize("width", [60, 72, 80, 100, 120, 160])
 def test_every_cell_shown_is_whole_and_no_line_is_wider_than_the_terminal(width: int) -> None:
     text = drawn(width)

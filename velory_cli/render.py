@@ -264,6 +264,10 @@ class Layout:
     blocks: bool  # even the needed columns do not fit: one record per block
 
 
+# Above every ``need`` a column is given.
+LAST_NEED = 1_000
+
+
 def cell_text(column: Column, row: Mapping[str, Any]) -> str:
     """What a cell shows: formatted, with control characters as visible symbols."""
     value = row.get(column.key)
@@ -298,7 +302,15 @@ def plan_layout(columns: Sequence[Column], cells: Sequence[Sequence[str]], width
         count = len(widths) + more
         return sum(widths.values()) + extra + GAP * (count - 1)
 
-    by_need = sorted(range(len(columns)), key=lambda i: (columns[i].need, i))
+    # A column with nothing in any row it would show is the last to get room: an empty
+    # Replacement column should not push out the Notice that every row has.
+    def need(index: int) -> int:
+        column = columns[index]
+        if column.need > 1 and cells and not any(row[index] for row in cells):
+            return LAST_NEED
+        return column.need
+
+    by_need = sorted(range(len(columns)), key=lambda i: (need(i), i))
     for index in by_need:
         if columns[index].need <= 1:
             widths[index] = narrowest[index]
