@@ -7,13 +7,14 @@ import codecs
 import errno
 import io
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from velory_cli import dates, importer
@@ -456,6 +457,18 @@ def test_a_serial_in_scientific_notation_is_rejected_with_or_without_a_sign(
     assert sorted(devices(store)) == ["E15X", "PF1"]
 
 
+@pytest.mark.parametrize("serial", ["0E0", "0E00", "1E5", "9E-1", "2E3F", "0.5E+15", "00E12"])
+def test_a_serial_that_is_no_number_a_spreadsheet_writes_is_a_serial(
+    store: Store, tmp_path: Path, serial: str
+) -> None:
+    # A spreadsheet writes a normalised mantissa (zero is "0") and a two- or three-digit
+    # exponent: these were typed as they are.
+    text = f"Serial;Purchased\n{serial};2024-01-01\n"
+    report = run_import(store, write(tmp_path, "a.csv", text))
+    assert (report.exit_code, errors(report)) == (0, [])
+    assert list(devices(store)) == [serial]
+
+
 @pytest.mark.parametrize(
     "email",
     ["a@b", "a b@c.se", "a@b@c.se", "@c.se", "a@.se", "a@c..se", "a,b@c.se", "<a@c.se>", "a.@c.se"],
@@ -874,6 +887,11 @@ _text_values = st.text(
 ).map(str.strip)
 
 
+# What a spreadsheet writes for a long number (6.37702E+15, 1E-05), a rejected serial: not in a
+# valid file. 0E0 or 1E5 are serials (the example below).
+_EXCEL_SCIENTIFIC = re.compile(r"[1-9]E[+-]?[0-9]{2,3}")
+
+
 @st.composite
 def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str, str | None]]]:
     """A valid file in one of the ways Excel writes one, and what the store should then hold."""
@@ -882,7 +900,9 @@ def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str,
     count = draw(st.integers(min_value=1, max_value=12))
     serials = draw(
         st.lists(
-            st.from_regex(r"[A-Z0-9][A-Z0-9-]{1,10}", fullmatch=True),
+            st.from_regex(r"[A-Z0-9][A-Z0-9-]{1,10}", fullmatch=True).filter(
+                lambda serial: not _EXCEL_SCIENTIFIC.fullmatch(serial)
+            ),
             min_size=count,
             max_size=count,
             unique_by=str.upper,
@@ -933,6 +953,16 @@ def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(inventory=_valid_inventories())
+@example(
+    inventory=(
+        b"Serial,Model,Purchase Date\r\n0E0,,2024-01-01\r\n1E5,M,2024-01-02\r\n",
+        "",
+        {
+            "0E0": {"model": None, "purchase_date": "2024-01-01"},
+            "1E5": {"model": "M", "purchase_date": "2024-01-02"},
+        },
+    )
+)
 def test_a_valid_file_imports_exactly_whatever_its_encoding_and_layout(
     inventory: tuple[bytes, str, dict[str, dict[str, str | None]]],
 ) -> None:
