@@ -316,6 +316,25 @@ def test_json_lines_rows_are_line_numbers(store: Store, tmp_path: Path) -> None:
     assert errors(report) == [(3, "email", "'not-an-email' is not an email address")]
 
 
+def test_an_api_answer_on_one_line_over_1_mib_is_read_as_one(store: Store, tmp_path: Path) -> None:
+    # Snipe-IT answers a page of up to 500 assets on one line, which often runs over 1 MiB.
+    assets = [
+        {"serial": f"SN{n}", "purchase_date": {"date": "2024-01-01"}, "notes": "n" * 3000}
+        for n in range(400)
+    ]
+    text = json.dumps({"total": 400, "rows": assets}) + "\n"
+    assert len(text) > 1024 * 1024 and text.count("\n") == 1
+    report = run_import(store, write(tmp_path, "hardware.json", text))
+    assert (report.exit_code, report.inserted, report.format) == (0, 400, "snipe-it")
+    # A line that starts like an answer and is none is a row over 1 MiB, and the lines after
+    # it are read on.
+    other = '{"total": 1, "serial": "L1", "notes": "' + "x" * 1024 * 1024 + '"}\n'
+    other += '{"serial": "L2", "renewal": "2027-01-01"}\n'
+    report = run_import(store, write(tmp_path, "lines.jsonl", other), skip_invalid=True)
+    assert errors(report) == [(1, "notes", "the line is over 1 MiB (1,048,617 characters)")]
+    assert (report.exit_code, report.inserted) == (0, 1)
+
+
 def test_format_is_sniffed_without_a_known_extension(store: Store, tmp_path: Path) -> None:
     jsonl = '  {"serial": "PF1", "purchase_date": "2024-01-01"}\n'
     assert run_import(store, write(tmp_path, "export", jsonl)).format == "jsonl"

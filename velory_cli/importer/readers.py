@@ -13,6 +13,9 @@ import csv
 import itertools
 import json
 import operator
+import re
+import secrets
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import IO, Any, NamedTuple, Protocol
 
 from velory_cli.importer.columns import (
     ALIASES,
+    FIELDS,
     SERIAL,
     ColumnMap,
     UnknownHeader,
@@ -31,10 +35,16 @@ from velory_cli.importer.sources import (
     FORMAT_JSON,
     FORMAT_JSONL,
     FORMAT_SNIPE_IT,
+    MAX_LINE_CHARS,
     Encoding,
+    LineSource,
+    LineTooLong,
     Source,
+    bounded_lines,
     choose_format,
+    file_over_limit,
     first_lines,
+    over_limit,
     sniff_delimiter,
     text_stream,
 )
@@ -44,6 +54,14 @@ from velory_cli.models import SPREADSHEET_QUOTED_STARTS
 MAX_COLUMNS = 10_000
 # No JSON element is longer than this in an inventory.
 MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
+# A cell is never longer than its line (MAX_LINE_CHARS); a quoted one over many lines may be,
+# and is most likely a quote never closed.
+_CSV_FIELD_LIMIT = MAX_LINE_CHARS + 1
+
+
+def _marker() -> str:
+    """What stands in for a line over 1 MiB among the lines a reader reads: no file has it."""
+    return f"velory-line-over-limit-{secrets.token_hex(16)}"
 
 
 class FileProblem(Exception):
@@ -231,13 +249,21 @@ class _CsvReader(_TextReader):
 
     def batches(self, size: int) -> Iterator[Batch]:
         assert self.text is not None
-        reader = csv.reader(
-            itertools.chain(self.lines, self.text), delimiter=self.delimiter, strict=True
-        )
+        if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+            csv.field_size_limit(_CSV_FIELD_LIMIT)
+        marker = _marker()
+        held: deque[tuple[str, int]] = deque()
+        lines = bounded_lines(self.text, self.lines, marker + "\n", held)
+        reader = csv.reader(lines, delimiter=self.delimiter, strict=True)
         number = self.skipped
         try:
             for cells in reader:
                 number += 1
+                if cells == [marker]:
+                    raise FileProblem(
+                        "this is not a table: its first line is longer than any header",
+                        row=number,
+                    )
                 if len(cells) > MAX_COLUMNS:
                     raise FileProblem(
                         f"this is not a table: its header has {len(cells):,} columns "
@@ -280,6 +306,9 @@ class _CsvReader(_TextReader):
                 rows: list[Row] = []
                 for offset, cells in enumerate(batch):
                     width = len(cells)
+                    if width == 1 and cells[0] == marker:
+                        rows.append(self._long_row(first + offset, *held.popleft()))
+                        continue
                     if not cells or (width == 1 and not cells[0].strip()):
                         continue  # a blank line: Excel leaves them, they are no device
                     values = tuple(
@@ -291,6 +320,24 @@ class _CsvReader(_TextReader):
                     yield _batch_of(rows)
         except csv.Error as exc:
             raise FileProblem(_csv_problem(exc), row=number + 1) from None
+        except LineTooLong as exc:
+            raise FileProblem(file_over_limit(exc.length), row=number + 1) from None
+
+    def _long_row(self, number: int, prefix: str, length: int) -> Row:
+        """The row of a line over 1 MiB, rejected: its column is the cell the line grows past
+        1 MiB in, its texts the cells before that one (its serial, mostly), for errors and
+        repeats; the rejects file has those cells and an empty one for the rest."""
+        assert self.columns is not None
+        cells = next(csv.reader([prefix], delimiter=self.delimiter, strict=False), [""])
+        long_cell = max(len(cells) - 1, 0)
+        header = self._header or []
+        column = header[long_cell] if long_cell < len(header) else None
+        texts = tuple(
+            _unquoted(cells[p].strip()) if p is not None and p < long_cell else ""
+            for p in self.columns.positions
+        )
+        errors = add_error(None, number, column, f"the line is {over_limit(length)}")
+        return Row(number, [*cells[:long_cell], ""], texts, self.columns.names, errors)
 
     def ignored_columns(self) -> list[str]:
         return list(self.columns.ignored) if self.columns else []
@@ -349,8 +396,8 @@ def _csv_problem(exc: csv.Error) -> str:
     text = str(exc)
     if "field larger than field limit" in text:
         return (
-            'a field is far too long: most likely a quote (") that is never closed runs the '
-            "rest of the file into one cell"
+            'a quoted cell runs over 1 MiB: most likely a quote (") that is never closed runs '
+            "the rest of the file into one cell"
         )
     if "unexpected end of data" in text:
         return 'the file ends inside a quoted field: a quote (") is never closed'
@@ -527,6 +574,13 @@ class _JsonReader(_TextReader):
 
 
 _TOO_DEEP = "not a row of named values: lists or objects nested too deeply"
+# In the first 1 MiB of a JSON Lines line over 1 MiB: each key with a whole value of text, a
+# number or a word, and each key.
+_JSON_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'  # possessive: no memory a character
+_JSON_PAIR = re.compile(
+    rf"({_JSON_STRING})\s*:\s*({_JSON_STRING}|-?[0-9][0-9.eE+-]*|true|false|null)\s*[,}}]"
+)
+_JSON_KEY = re.compile(rf"({_JSON_STRING})\s*:")
 
 
 def _check_escapes(value: Any, row: int) -> None:
@@ -560,40 +614,87 @@ class _JsonLinesReader(_TextReader):
     def rows(self) -> Iterator[Row]:
         assert self.text is not None
         decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        marker = _marker()
+        held: deque[tuple[str, int]] = deque()
         number = self.skipped
         first_line = self.skipped + len(self.lines)  # the first that is not blank
-        for line in itertools.chain(self.lines, self.text):
-            number += 1
-            stripped = line.strip().lstrip("\ufeff")
-            if not stripped:
-                continue
-            try:
-                value = decoder.decode(stripped)
-            except json.JSONDecodeError as exc:
-                if number == first_line and stripped.startswith("{"):
-                    # Not one object a line: maybe one object over many, as an API answers.
-                    envelope = self._whole_document(decoder, line)
-                    if envelope is not None:
-                        yield from self._envelope_rows(envelope)
-                        return
-                raise FileProblem(
-                    f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
-                    row=number,
-                ) from None
-            except RecursionError:
-                raise FileProblem(_TOO_DEEP, row=number) from None
-            if "\\u" in stripped:
-                _check_escapes(value, number)
-            if number == first_line and is_snipe_answer(value):
-                yield from self._envelope_rows(value)
-                if any(rest.strip() for rest in self.text):
+        text: LineSource = self.text
+        if self.lines and len(self.lines[0]) > MAX_LINE_CHARS and _ANSWER.match(self.lines[0]):
+            # An API answer is one line, often over 1 MiB: read as one document if it is one.
+            head = self.lines[0] + self.text.read(MAX_JSON_ELEMENT_CHARS)
+            envelope = _snipe_answer(decoder, head)
+            if envelope is not None:
+                yield from self._envelope_rows(envelope)
+                if any(line.strip() for line in bounded_lines(self.text, [], marker, held)):
                     raise FileProblem("more after the end of the JSON answer", row=None)
                 return
-            if not isinstance(value, dict):
-                raise FileProblem(
-                    f"line {number} is not a JSON object (a row of named values)", row=number
-                )
-            yield self.keys.row(number, value)
+            text = _Joined(head, self.text)
+            self.lines = []
+        lines = bounded_lines(text, self.lines, marker, held)
+        try:
+            for line in lines:
+                number += 1
+                if line is marker:
+                    yield self._long_row(decoder, number, *held.popleft())
+                    continue
+                stripped = line.strip().lstrip("\ufeff")
+                if not stripped:
+                    continue
+                try:
+                    value = decoder.decode(stripped)
+                except json.JSONDecodeError as exc:
+                    if number == first_line and stripped.startswith("{"):
+                        # Not one object a line: maybe one object over many, as an API answers.
+                        envelope = self._whole_document(decoder, line)
+                        if envelope is not None:
+                            yield from self._envelope_rows(envelope)
+                            return
+                    raise FileProblem(
+                        f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
+                        row=number,
+                    ) from None
+                except RecursionError:
+                    raise FileProblem(_TOO_DEEP, row=number) from None
+                if "\\u" in stripped:
+                    _check_escapes(value, number)
+                if number == first_line and is_snipe_answer(value):
+                    yield from self._envelope_rows(value)
+                    if any(rest.strip() for rest in lines):
+                        raise FileProblem("more after the end of the JSON answer", row=None)
+                    return
+                if not isinstance(value, dict):
+                    raise FileProblem(
+                        f"line {number} is not a JSON object (a row of named values)", row=number
+                    )
+                yield self.keys.row(number, value)
+        except LineTooLong as exc:
+            raise FileProblem(file_over_limit(exc.length), row=number + 1) from None
+
+    def _long_row(self, decoder: json.JSONDecoder, number: int, prefix: str, length: int) -> Row:
+        """The row of a line over 1 MiB, rejected: what its first 1 MiB names whole (its
+        serial, mostly) for errors and repeats, and the key whose value runs past it as the
+        column, where one does."""
+        values: dict[str, Any] = {}
+        for found in _JSON_PAIR.finditer(prefix):
+            with suppress(ValueError, RecursionError):
+                values.setdefault(decoder.decode(found[1]), decoder.decode(found[2]))
+        last = None
+        for found in _JSON_KEY.finditer(prefix):
+            last = found
+        column = None
+        if last is not None:
+            with suppress(ValueError, RecursionError):
+                key = decoder.decode(last[1])
+                if isinstance(key, str) and key not in values:
+                    column, values[key] = key, ""
+        error = RowError(number, column, f"the line is {over_limit(length)}")
+        try:
+            row = self.keys.row(number, values)
+        except FileProblem:  # a key named with --column is past the first 1 MiB
+            count = len(FIELDS)
+            return Row(number, values, ("",) * count, (None,) * count, [error])
+        errors = [error, *(row.errors or ())]
+        return row._replace(errors=errors)
 
     def ignored_columns(self) -> list[str]:
         return self.keys.ignored()
@@ -602,12 +703,7 @@ class _JsonLinesReader(_TextReader):
         """The file as one JSON document from ``first`` on, if it is an API answer that
         velory reads (Snipe-IT's), else None. Such answers are a page of a few hundred rows."""
         assert self.text is not None
-        rest = self.text.read(MAX_JSON_ELEMENT_CHARS)
-        try:
-            value = decoder.decode((first + rest).strip().lstrip("\ufeff"))
-        except (json.JSONDecodeError, RecursionError):
-            return None
-        return value if is_snipe_answer(value) else None
+        return _snipe_answer(decoder, first + self.text.read(MAX_JSON_ELEMENT_CHARS))
 
     def _envelope_rows(self, envelope: dict[str, Any]) -> Iterator[Row]:
         """The assets of a Snipe-IT answer, each flattened to the fields velory imports; its
@@ -619,6 +715,39 @@ class _JsonLinesReader(_TextReader):
                     f"element {element} of rows is not an object (an asset)", row=element
                 )
             yield self.keys.row(element, snipe_asset(asset))
+
+
+def _snipe_answer(decoder: json.JSONDecoder, text: str) -> Any:
+    """``text`` as one JSON document if it is an API answer velory reads, else None."""
+    try:
+        value = decoder.decode(text.strip().lstrip("\ufeff"))
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return value if is_snipe_answer(value) else None
+
+
+# How Snipe-IT's answer starts: {"total": N, "rows": [ (its other keys may come between).
+_ANSWER = re.compile(r'\ufeff?\s*\{\s*"(?:total|rows|offset|limit)"\s*:')
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+class _Joined:
+    """Text read from ``head`` (read from the file already), then from ``tail``, by line."""
+
+    def __init__(self, head: str, tail: IO[str]) -> None:
+        self.head, self.position, self.tail = head, 0, tail
+
+    def readline(self, limit: int = -1, /) -> str:
+        head, start = self.head, self.position
+        end = len(head) if limit < 0 else min(len(head), start + limit)
+        found = _LINE_END.search(head, start, end)
+        stop = found.end() if found else end
+        self.position = stop
+        line = head[start:stop]
+        if found or len(line) == limit or stop < len(head):
+            return line
+        self.head, self.position = "", 0  # read through: from here on, the file itself
+        return line + self.tail.readline(limit - len(line) if limit >= 0 else -1)
 
 
 def is_snipe_answer(value: Any) -> bool:
