@@ -827,6 +827,32 @@ def test_json_rejects_are_the_objects_with_a_reason(store: Store, tmp_path: Path
     assert rejected[1]["reason"] == "row 2: a new device needs a purchase or a renewal date"
 
 
+def test_the_page_cache_of_an_import_holds_the_serials_index_of_the_store(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from velory_cli.importer import writes
+
+    assert writes.import_cache_size(0) == -16 * 1024
+    assert writes.import_cache_size(1_000_000) == -31_250  # the index takes ~18 MiB
+    assert writes.import_cache_size(10_000_000) == -64 * 1024
+    seen: list[int] = []
+    begin = ImportWrites.begin
+
+    def begin_and_look(self: ImportWrites) -> None:
+        seen.append(self.conn.execute("PRAGMA main.cache_size").fetchone()[0])
+        begin(self)
+
+    monkeypatch.setattr(ImportWrites, "begin", begin_and_look)
+    # As if each device took 16 MiB of the index: two of them want a cache of 32 MiB.
+    monkeypatch.setattr(writes, "IMPORT_CACHE_BYTES_PER_DEVICE", 16 * 1024 * 1024)
+    before = store.conn.execute("PRAGMA main.cache_size").fetchone()[0]
+    path = write(tmp_path, "a.csv", "Serial,Purchased\nA1,2024-01-01\nA2,2024-01-01\n")
+    run_import(store, path)
+    run_import(store, path, now=LATER)
+    assert seen == [-16 * 1024, -32 * 1024]
+    assert store.conn.execute("PRAGMA main.cache_size").fetchone()[0] == before
+
+
 # ---- property: whatever the bytes, a report and 0 or 65 ------------------------------------
 
 _cells = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)

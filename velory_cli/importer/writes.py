@@ -19,8 +19,14 @@ from typing import Any, NamedTuple
 from velory_cli.importer.columns import STORED_FIELDS
 from velory_cli.store import SERIALS_INDEX, Store
 
-# The page cache of an import, in KiB as PRAGMA cache_size takes a negative number.
+# The page cache of an import, in KiB as PRAGMA cache_size takes a negative number: 16 MiB,
+# or for a larger store room for its serials' unique index, which a re-import reads at random
+# (as many pages as the file's serials are out of order), and for the pages of the chunk read
+# beside it: 32 bytes a device (the index takes about 19 with ten-character serials); at most
+# 64 MiB. A cache smaller than that index reads it from the file again for every chunk.
 IMPORT_CACHE_SIZE = -16 * 1024
+IMPORT_CACHE_BYTES_PER_DEVICE = 32
+IMPORT_CACHE_MAX_SIZE = -64 * 1024
 IMPORT_TEMP_CACHE_SIZE = -8 * 1024
 IMPORT_SORT_CACHE_SIZE = -2 * 1024
 
@@ -47,6 +53,13 @@ _UPDATE = (
 )
 
 
+def import_cache_size(devices: int) -> int:
+    """The page cache of an import into a store of about ``devices`` devices, as PRAGMA
+    cache_size takes it (negative: KiB)."""
+    wanted = devices * IMPORT_CACHE_BYTES_PER_DEVICE // 1024
+    return -min(max(wanted, -IMPORT_CACHE_SIZE), -IMPORT_CACHE_MAX_SIZE)
+
+
 class DeferredIndex(NamedTuple):
     """An index a bulk load dropped, to build once at its end."""
 
@@ -65,11 +78,12 @@ class ImportWrites:
     def transaction(self, *, write: bool) -> Iterator[None]:
         """The one transaction of an import: a write transaction, or for a dry run a read
         snapshot that is always rolled back (and takes no write lock). Bigger page caches
-        while it runs (fixed sizes, whatever the file's size) keep the indexes a large
+        while it runs (sized by the store, whatever the file's size) keep the indexes a large
         import reads and grows in memory instead of re-reading them."""
         cache_size = self.conn.execute("PRAGMA main.cache_size").fetchone()[0]
         temp_cache_size = self.conn.execute("PRAGMA temp.cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA main.cache_size = {IMPORT_CACHE_SIZE}")
+        devices = self.conn.execute("SELECT coalesce(max(id), 0) FROM devices").fetchone()[0]
+        self.conn.execute(f"PRAGMA main.cache_size = {import_cache_size(devices)}")
         self.conn.execute(f"PRAGMA temp.cache_size = {IMPORT_TEMP_CACHE_SIZE}")
         try:
             if write:
