@@ -1126,6 +1126,40 @@ def test_a_first_import_builds_the_indexes_again_as_they_were(store: Store, tmp_
     assert "devices_status_renewal" in " ".join(str(tuple(row)) for row in plan)
 
 
+def triggers(store: Store) -> list[tuple[str, str]]:
+    rows = store.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+    return sorted((row[0], row[1]) for row in rows)
+
+
+def test_an_import_inserts_without_the_key_trigger_and_leaves_it_as_it_was(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = triggers(store)
+    assert [name for name, _ in before] == ["devices_serial_key_default"]
+    during: list[list[tuple[str, str]]] = []
+    insert = ImportWrites.insert
+
+    def insert_and_look(self: ImportWrites, *args: Any, **kwargs: Any) -> int:
+        during.append(triggers(store))
+        return insert(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImportWrites, "insert", insert_and_look)
+    bad = run_import(
+        store, write(tmp_path, "bad.csv", HEADER + "PF0,X,,,,2024-01-01,,\nPF9,X,,,,bad,,\n")
+    )
+    assert bad.exit_code == 65 and triggers(store) == before
+    for name, serial in (("a.csv", "PF1"), ("b.csv", "PF2")):  # into an empty store, and not
+        report = run_import(store, write(tmp_path, name, HEADER + f"{serial},X,,,,2024-01-01,,\n"))
+        assert report.inserted == 1 and triggers(store) == before
+    assert during and all(found == [] for found in during)
+    # What the trigger is for still works: a device a tool inserts without a key gets one.
+    store.conn.execute(
+        "INSERT INTO devices (serial, created_at, updated_at) VALUES (' Tool1 ', 'x', 'x')"
+    )
+    key = store.conn.execute("SELECT serial_key FROM devices WHERE serial = ' Tool1 '").fetchone()
+    assert key[0] == "tool1"
+
+
 def _import_everything(content: bytes, suffix: str, options: dict[str, Any]) -> tuple[Any, ...]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"input{suffix}"

@@ -43,6 +43,9 @@ PAGE_SIZE = 8192
 # The unique index of the devices' serial keys (see migrations): the serial as ``fold`` makes
 # it, so one spelling of a serial is one device beyond ASCII too.
 SERIALS_INDEX = "devices_serial_key"
+# The trigger that gives a device inserted without a serial_key (by a tool that speaks SQL to
+# the store) the key of its serial; velory's own inserts always give one.
+SERIAL_KEY_TRIGGER = "devices_serial_key_default"
 # A device whose serial folds to the key of an older device (two devices a store from before
 # serial keys held) keeps its own key: the shared one, this separator, and its serial as
 # written, joined by a control character no serial can hold. It is found by that exact

@@ -401,6 +401,7 @@ class _Import:
             report.format = reader.format
             self.store_was_empty = not self.writes.has_devices()
             self.writes.begin()
+            trigger = None if self.options.dry_run else self.writes.suspend_key_trigger()
             first_import = self.store_was_empty and not self.options.dry_run
             self.trusting = first_import and self.trust_serials
             self.deferred = []
@@ -412,6 +413,7 @@ class _Import:
             if not built:
                 raise _Repeats  # rows written on trust repeat a serial
             report.format = reader.format  # an API answer is known by its rows
+            self.writes.restore_key_trigger(trigger)
             self.writes.end()
             finished = True
         except FileProblem as problem:

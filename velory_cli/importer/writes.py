@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from velory_cli.importer.columns import STORED_FIELDS
-from velory_cli.store import SERIALS_INDEX, Store
+from velory_cli.store import SERIAL_KEY_TRIGGER, SERIALS_INDEX, Store
 
 # The page cache of an import, in KiB as PRAGMA cache_size takes a negative number: 16 MiB,
 # or for a larger store room for its serials' unique index, which a re-import reads at random
@@ -61,7 +61,7 @@ def import_cache_size(devices: int) -> int:
 
 
 class DeferredIndex(NamedTuple):
-    """An index a bulk load dropped, to build once at its end."""
+    """An index (or the trigger) a bulk load dropped, to make again once at its end."""
 
     name: str
     sql: str  # its CREATE statement
@@ -237,6 +237,25 @@ class ImportWrites:
         for index in dropped:
             self.conn.execute('DROP INDEX "' + index.name.replace('"', '""') + '"')
         return dropped
+
+    def suspend_key_trigger(self) -> DeferredIndex | None:
+        """Drop the trigger that fills in the serial_key of a device inserted without one,
+        and return it for ``restore_key_trigger``: every insert of an import gives the key,
+        and the trigger's check of it costs a bulk insert a third of its time (it runs a
+        program of its own for every row). Inside the import's transaction: no one else
+        writes meanwhile, and a rollback brings it back as it was."""
+        row = self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+            (SERIAL_KEY_TRIGGER,),
+        ).fetchone()
+        if row is None:
+            return None
+        self.conn.execute('DROP TRIGGER "' + row[0].replace('"', '""') + '"')
+        return DeferredIndex(row[0], row[1])
+
+    def restore_key_trigger(self, trigger: DeferredIndex | None) -> None:
+        if trigger is not None:
+            self.conn.execute(trigger.sql)
 
     def restore_indexes(self, indexes: Sequence[DeferredIndex]) -> bool:
         """Build the indexes ``defer_indexes`` dropped (the serials' first). False when the
