@@ -176,9 +176,12 @@ class Store:
         return cls._connect(str(path), path, busy_timeout=busy_timeout, created=created)
 
     @classmethod
-    def _connect(cls, file: str, path: Path, *, busy_timeout: float, created: bool) -> Store:
+    def _connect(
+        cls, file: str, path: Path, *, busy_timeout: float, created: bool, wal: bool = True
+    ) -> Store:
         """A connection to ``file`` (``path`` itself, a file a new store is built in, or "" for
-        a scratch store), prepared and migrated; ``path`` is the store's name in messages."""
+        a scratch store), prepared and migrated; ``path`` is the store's name in messages.
+        ``wal``: in write-ahead-log mode, as every store in place is."""
         try:
             conn = sqlite3.connect(
                 file, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -188,7 +191,7 @@ class Store:
         conn.row_factory = sqlite3.Row
         store = cls(conn, path)
         try:
-            store._prepare(created)
+            store._prepare(created, wal=wal)
         except sqlite3.Error as exc:
             conn.close()
             raise describe_sqlite_error(exc, path) from None
@@ -244,7 +247,10 @@ class Store:
         except OSError as exc:
             raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
         try:
-            store = cls._connect(name, path, busy_timeout=busy_timeout, created=True)
+            # No one else opens the file a store is built in: a rollback journal (which keeps
+            # nothing of the pages a first import adds) writes each page once, where the log
+            # would write it twice, the second time when the store is put in place (publish).
+            store = cls._connect(name, path, busy_timeout=busy_timeout, created=True, wal=False)
         except BaseException:
             _discard_database(Path(name))
             raise
@@ -292,7 +298,7 @@ class Store:
                 ) from None
         _discard_database(building)
 
-    def _prepare(self, created: bool) -> None:
+    def _prepare(self, created: bool, *, wal: bool = True) -> None:
         from velory_cli import migrations
 
         conn = self.conn
@@ -317,7 +323,8 @@ class Store:
             # A new store (no tables yet: the only time SQLite takes a page size): 8 KiB pages
             # halve the pages a large import writes and its indexes sort.
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        self._use_wal()
+        if wal:
+            self._use_wal()
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < migrations.SCHEMA_VERSION or app_id != APPLICATION_ID:
             self._migrate()
