@@ -1104,6 +1104,23 @@ def test_progress_is_reported_as_bytes_read(
     assert 0 < seen[-1] <= path.stat().st_size
 
 
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_progress_is_reported_for_json_too(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    monkeypatch.setattr(job, "CHUNK_ROWS", 100)
+    objects = [json.dumps({"serial": f"S{i}", "purchased": "2024-01-01"}) for i in range(1000)]
+    text = "[" + ",\n".join(objects) + "]" if suffix == ".json" else "\n".join(objects)
+    path = write(tmp_path, f"a{suffix}", text)
+    seen: list[int] = []
+    with open_source(str(path)) as source:
+        report = import_file(
+            store, source, ImportOptions(), now=NOW, actor="t", progress=seen.append
+        )
+    assert report.inserted == 1000
+    assert len(seen) == 10 and seen == sorted(seen) and seen[-1] == path.stat().st_size
+
+
 def index_definitions(store: Store) -> list[tuple[str, str]]:
     rows = store.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
     return sorted((row[0], row[1] or "") for row in rows)

@@ -506,8 +506,10 @@ class _Import:
             self._report_rejected(entries)
         if self.progress is not None:
             with suppress(OSError, ValueError):
+                # A workbook says how far it is (its file is read whole at once); a text
+                # reader is as far as its file (a JSON reader's ``position`` is in its buffer).
                 where = getattr(self.reader, "position", None)
-                self.progress(where() if where else self.source.stream.tell())
+                self.progress(where() if callable(where) else self.source.stream.tell())
 
     def _creating(self, keys: Sequence[str]) -> list[int]:
         """Of these serials of rows without any date, the ones (by position) no device in the
