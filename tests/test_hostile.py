@@ -503,6 +503,9 @@ LONG_CELL_FILES = {
     "lines.jsonl": (b'{"serial": "L1", "renewal": "2027-01-01"}\n'
                     b'{"serial": "L2", "renewal": "2027-01-01", "notes": "', b"n\\u00e5",
                     b'"}\n{"serial": "L3", "renewal": "2027-01-01"}\n', "notes"),
+    "array.json": (b'[{"serial": "L1", "renewal": "2027-01-01"},\n'
+                   b'{"serial": "L2", "renewal": "2027-01-01", "notes": "', b'[{\\"n\\"}]',
+                   b'"},\n{"serial": "L3", "renewal": "2027-01-01"}]\n', "notes"),
 }  # fmt: skip
 
 
@@ -547,6 +550,8 @@ def test_a_cell_over_1_mib_rejects_its_row_in_flat_memory(
          b'"notes": "', b'"}\n{"serial": "L3", "renewal": "2027-01-01"}\n'),
         ("first-line.jsonl", b'{"serial": "L2", "notes": "', b'"}\n'),
         ("row.csv", b"Serial,Notes\nL1,ok\nL2,", b"\nL3,ok\n"),
+        ("element.json", b'[{"serial": "L1", "renewal": "2027-01-01"}, {"serial": "L2", '
+         b'"notes": "', b'"}, {"serial": "L3", "renewal": "2027-01-01"}]'),
     ],
 )  # fmt: skip
 def test_a_line_over_64_mib_refuses_the_file_in_flat_memory(
@@ -557,7 +562,7 @@ def test_a_line_over_64_mib_refuses_the_file_in_flat_memory(
     assert result.returncode == 65, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "over 64 MiB" in result.stderr and "nothing was written" in result.stderr
-    row = 1 if name.startswith("first") else 2 if name.endswith(".jsonl") else 3
+    row = 1 if name.startswith("first") else 3 if name.endswith(".csv") else 2
     assert json.loads(result.stdout)["errors"] == [
         {"row": row, "column": None, "message": json.loads(result.stdout)["errors"][0]["message"]}
     ]

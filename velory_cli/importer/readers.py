@@ -36,6 +36,7 @@ from velory_cli.importer.sources import (
     FORMAT_JSONL,
     FORMAT_SNIPE_IT,
     MAX_LINE_CHARS,
+    MAX_RECORD_CHARS,
     Encoding,
     LineSource,
     LineTooLong,
@@ -463,6 +464,19 @@ class _JsonKeys:
     def ignored(self) -> list[str]:
         return list(self.ignored_names)
 
+    def long_row(self, decoder: json.JSONDecoder, number: int, prefix: str, message: str) -> Row:
+        """The row of an object over 1 MiB, rejected with ``message``: what its first 1 MiB
+        (``prefix``) names whole (its serial, mostly) for errors and repeats, and the key whose
+        value runs past it as the column, where one does."""
+        values, column = _prefix_values(decoder, prefix)
+        error = RowError(number, column, message)
+        try:
+            row = self.row(number, values)
+        except FileProblem:  # a key named with --column is past the first 1 MiB
+            count = len(FIELDS)
+            return Row(number, values, ("",) * count, (None,) * count, [error])
+        return row._replace(errors=[error, *(row.errors or ())])
+
 
 class _JsonReader(_TextReader):
     """A JSON array of objects, element by element: never the whole array in memory."""
@@ -538,6 +552,10 @@ class _JsonReader(_TextReader):
                 raise FileProblem("not valid JSON: the array is never closed", row=element + 1)
             element += 1
             value = self._decode(decoder, element)
+            if isinstance(value, _LongElement):
+                message = f"the element is {over_limit(value.length)}"
+                yield self.keys.long_row(decoder, element, value.prefix, message)
+                continue
             if not isinstance(value, dict):
                 raise FileProblem(
                     f"element {element} of the array is not an object (a row of named values)",
@@ -551,15 +569,22 @@ class _JsonReader(_TextReader):
             )
 
     def _decode(self, decoder: json.JSONDecoder, element: int) -> Any:
+        """The element at ``position``, or a ``_LongElement`` for one over 1 MiB, read through
+        and never held whole."""
         while True:
             try:
                 value, end = decoder.raw_decode(self.buffer, self.position)
             except json.JSONDecodeError as exc:
-                if len(self.buffer) - self.position < MAX_JSON_ELEMENT_CHARS and self._fill():
+                if len(self.buffer) - self.position <= MAX_LINE_CHARS and self._fill():
                     continue  # the element goes on in the next piece of the file
-                raise FileProblem(
-                    f"not valid JSON at {self._where(exc.pos)}: {exc.msg}", row=element
-                ) from None
+                problem = f"not valid JSON at {self._where(exc.pos)}: {exc.msg}"
+                prefix = self.buffer[self.position : self.position + MAX_LINE_CHARS]
+                length = self._skip_element()
+                if length is None or length <= MAX_LINE_CHARS:
+                    raise FileProblem(problem, row=element) from None
+                if length > MAX_RECORD_CHARS:
+                    raise FileProblem(file_over_limit(length, "an element"), row=element) from None
+                return _LongElement(prefix, length)
             except RecursionError:
                 raise FileProblem(_TOO_DEEP, row=element) from None
             if end >= len(self.buffer) and self._fill():
@@ -569,18 +594,84 @@ class _JsonReader(_TextReader):
             self.position = end
             return value
 
+    def _skip_element(self) -> int | None:
+        """Read past the element at ``position`` by its brackets and strings alone, holding
+        a piece of the file at a time, and return its length; None when the file ends in it.
+        Stops counting past ``MAX_RECORD_CHARS``."""
+        depth, in_string, skip, length = 0, False, 0, 0
+        while True:
+            buffer, position = self.buffer, self.position + skip
+            while True:
+                found = (_IN_STRING if in_string else _OUTSIDE).search(buffer, position)
+                if found is None:
+                    break
+                position = found.end()
+                char = found.group()
+                if char == "\\":
+                    position += 1  # the escaped character (maybe in the next piece)
+                elif char == '"':
+                    in_string = not in_string
+                elif char in "[{":
+                    depth += 1
+                else:
+                    depth -= 1
+                if depth <= 0 and not in_string:
+                    length += position - self.position
+                    self.position = position
+                    return length
+            skip = max(position - len(buffer), 0)
+            length += len(buffer) - self.position
+            self.position = len(buffer)
+            if length > MAX_RECORD_CHARS or not self._fill():
+                return length if length > MAX_RECORD_CHARS else None
+
     def ignored_columns(self) -> list[str]:
         return self.keys.ignored()
 
 
+class _LongElement(NamedTuple):
+    """An element of a JSON array over 1 MiB: its first 1 MiB, and its length."""
+
+    prefix: str
+    length: int
+
+
+# What matters to the brackets of JSON text outside a string, and inside one.
+_OUTSIDE = re.compile(r'["\[\]{}]')
+_IN_STRING = re.compile(r'["\\]')
+
 _TOO_DEEP = "not a row of named values: lists or objects nested too deeply"
-# In the first 1 MiB of a JSON Lines line over 1 MiB: each key with a whole value of text, a
-# number or a word, and each key.
+# The parts of the first 1 MiB of an object over 1 MiB, each matched where the last ended (so
+# the text is read once): its start, a key, a whole value of text, a number or a word.
 _JSON_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'  # possessive: no memory a character
-_JSON_PAIR = re.compile(
-    rf"({_JSON_STRING})\s*:\s*({_JSON_STRING}|-?[0-9][0-9.eE+-]*|true|false|null)\s*[,}}]"
-)
-_JSON_KEY = re.compile(rf"({_JSON_STRING})\s*:")
+_OBJECT_START = re.compile(r"\ufeff?\s*\{")
+_JSON_KEY = re.compile(rf"\s*({_JSON_STRING})\s*:\s*")
+_JSON_SCALAR = re.compile(rf"({_JSON_STRING}|-?[0-9][0-9.eE+-]*|true|false|null)\s*([,}}])")
+
+
+def _prefix_values(decoder: json.JSONDecoder, prefix: str) -> tuple[dict[str, Any], str | None]:
+    """The keys of the object ``prefix`` starts that have a whole value of text, a number or
+    a word in it, with their values; and the key whose value runs past its end, if one does
+    (None where that is a nested value, or cannot be told)."""
+    values: dict[str, Any] = {}
+    start = _OBJECT_START.match(prefix)
+    position = start.end() if start else len(prefix)
+    while key := _JSON_KEY.match(prefix, position):
+        position = key.end()
+        scalar = _JSON_SCALAR.match(prefix, position)
+        try:
+            name = decoder.decode(key[1])
+            if scalar is None:
+                # Its value runs past the end, or is a list or an object: left out.
+                cut = prefix.startswith('"', position) or prefix[position:].strip() == ""
+                return values, name if cut and name not in values else None
+            values.setdefault(name, decoder.decode(scalar[1]))
+        except (ValueError, RecursionError):
+            return values, None
+        if scalar[2] == "}":
+            break
+        position = scalar.end()
+    return values, None
 
 
 def _check_escapes(value: Any, row: int) -> None:
@@ -635,7 +726,10 @@ class _JsonLinesReader(_TextReader):
             for line in lines:
                 number += 1
                 if line is marker:
-                    yield self._long_row(decoder, number, *held.popleft())
+                    prefix, length = held.popleft()
+                    yield self.keys.long_row(
+                        decoder, number, prefix, f"the line is {over_limit(length)}"
+                    )
                     continue
                 stripped = line.strip().lstrip("\ufeff")
                 if not stripped:
@@ -669,32 +763,6 @@ class _JsonLinesReader(_TextReader):
                 yield self.keys.row(number, value)
         except LineTooLong as exc:
             raise FileProblem(file_over_limit(exc.length), row=number + 1) from None
-
-    def _long_row(self, decoder: json.JSONDecoder, number: int, prefix: str, length: int) -> Row:
-        """The row of a line over 1 MiB, rejected: what its first 1 MiB names whole (its
-        serial, mostly) for errors and repeats, and the key whose value runs past it as the
-        column, where one does."""
-        values: dict[str, Any] = {}
-        for found in _JSON_PAIR.finditer(prefix):
-            with suppress(ValueError, RecursionError):
-                values.setdefault(decoder.decode(found[1]), decoder.decode(found[2]))
-        last = None
-        for found in _JSON_KEY.finditer(prefix):
-            last = found
-        column = None
-        if last is not None:
-            with suppress(ValueError, RecursionError):
-                key = decoder.decode(last[1])
-                if isinstance(key, str) and key not in values:
-                    column, values[key] = key, ""
-        error = RowError(number, column, f"the line is {over_limit(length)}")
-        try:
-            row = self.keys.row(number, values)
-        except FileProblem:  # a key named with --column is past the first 1 MiB
-            count = len(FIELDS)
-            return Row(number, values, ("",) * count, (None,) * count, [error])
-        errors = [error, *(row.errors or ())]
-        return row._replace(errors=errors)
 
     def ignored_columns(self) -> list[str]:
         return self.keys.ignored()

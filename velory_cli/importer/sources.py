@@ -317,9 +317,9 @@ def over_limit(length: int) -> str:
     return f"over 1 MiB ({length:,} characters)"
 
 
-def file_over_limit(length: int) -> str:
-    """Why a file with a line longer than ``MAX_RECORD_CHARS`` is refused."""
-    return f"a line is over 64 MiB (at least {length:,} characters): this is no inventory"
+def file_over_limit(length: int, what: str = "a line") -> str:
+    """Why a file with a line (or ``what``) longer than ``MAX_RECORD_CHARS`` is refused."""
+    return f"{what} is over 64 MiB (at least {length:,} characters): this is no inventory"
 
 
 class LineSource(Protocol):
