@@ -498,6 +498,8 @@ LONG_CELL_FILES = {
                      b",2027-01-01\r\nL3,ok,2027-01-01\n", "Notes"),
     "quoted.csv": (b'Serial;Renewal Date;Notes\nL1;2027-01-01;ok\nL2;2027-01-01;"', b'n""',
                    b'"\nL3;2027-01-01;ok\n', "Notes"),
+    "multi-line.csv": (b'Serial,Notes,Renewal Date\nL1,ok,2027-01-01\nL2,"first line\n', b"n",
+                       b'\nlast line",2027-01-01\nL3,ok,2027-01-01\n', "Notes"),
     "ignored-column.csv": (b"Serial,Renewal Date,Comment\nL1,2027-01-01,\nL2,2027-01-01,",
                            b"c", b"\nL3,2027-01-01,\n", "Comment"),
     "lines.jsonl": (b'{"serial": "L1", "renewal": "2027-01-01"}\n'

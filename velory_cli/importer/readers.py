@@ -294,7 +294,8 @@ class _CsvReader(_TextReader):
                     number += len(batch)
                 if not batch:
                     return
-                if min(map(len, batch)) >= full_width:
+                # A line over 1 MiB read in this batch (``held``) takes the careful way.
+                if not held and min(map(len, batch)) >= full_width:
                     empty = ("",) * len(batch)
                     columns: list[Sequence[str]] = [
                         _stripped(list(map(get, batch))) if get is not None else empty
@@ -309,6 +310,10 @@ class _CsvReader(_TextReader):
                     width = len(cells)
                     if width == 1 and cells[0] == marker:
                         rows.append(self._long_row(first + offset, *held.popleft()))
+                        continue
+                    if held and any(marker in cell for cell in cells):
+                        # The long line is a line of a quoted cell over many lines.
+                        rows.append(self._long_cell(first + offset, cells, marker, held))
                         continue
                     if not cells or (width == 1 and not cells[0].strip()):
                         continue  # a blank line: Excel leaves them, they are no device
@@ -339,6 +344,26 @@ class _CsvReader(_TextReader):
         )
         errors = add_error(None, number, column, f"the line is {over_limit(length)}")
         return Row(number, [*cells[:long_cell], ""], texts, self.columns.names, errors)
+
+    def _long_cell(
+        self, number: int, cells: list[str], marker: str, held: deque[tuple[str, int]]
+    ) -> Row:
+        """The row of a quoted cell one of whose lines is over 1 MiB (read through, and
+        ``marker`` in its place), rejected; the rejects file has the cell empty."""
+        assert self.columns is not None
+        long_cell = next(index for index, cell in enumerate(cells) if marker in cell)
+        length = 0
+        for _ in range(cells[long_cell].count(marker)):
+            length += held.popleft()[1]
+        kept = [*cells[:long_cell], "", *cells[long_cell + 1 :]]
+        header = self._header or []
+        column = header[long_cell] if long_cell < len(header) else None
+        texts = tuple(
+            _unquoted(kept[p].strip()) if p is not None and p < len(kept) else ""
+            for p in self.columns.positions
+        )
+        errors = add_error(None, number, column, f"the cell is {over_limit(length)}")
+        return Row(number, kept, texts, self.columns.names, errors)
 
     def ignored_columns(self) -> list[str]:
         return list(self.columns.ignored) if self.columns else []
