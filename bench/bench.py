@@ -55,13 +55,30 @@ LAST = ["Lindström", "Öberg", "Kjær", "Sæther", "Åkesson", "Ström", "Brøn
 # ---- data ------------------------------------------------------------------------------------
 
 
+# Serials as another system exports them: in no order, of letters and digits. Number n is
+# scrambled into ten base-36 digits by a multiplication modulo 36**10 that has an inverse
+# (its factor is prime to 36), so no two devices share one, whatever the fleet's size.
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SERIAL_SPACE = 36**10
+_SCRAMBLE = 1_779_033_703_952_769  # odd and not a multiple of 3
+
+
+def serial_of(number: int) -> str:
+    value = (number * _SCRAMBLE + 0x5DEECE66D) % _SERIAL_SPACE
+    digits = []
+    for _ in range(10):
+        value, digit = divmod(value, 36)
+        digits.append(_ALPHANUMERIC[digit])
+    return "".join(digits)
+
+
 def fleet_row(rng: random.Random, number: int) -> list[str]:
     kind = rng.randrange(len(MODELS))
     first, last = rng.choice(FIRST), rng.choice(LAST)
     renewal = AS_OF + timedelta(days=rng.randint(-60, 3 * 365))
     purchase = renewal - timedelta(days=36 * 30 + rng.randint(0, 20))
     return [
-        f"SN{number:09d}",
+        serial_of(number),
         MODELS[kind],
         CATEGORIES[kind],
         f"{first} {last}",
@@ -80,7 +97,7 @@ def make_fleet(rows: int, *, excel: bool = False, edited_percent: float = 0.0) -
     DATA.mkdir(parents=True, exist_ok=True)
     suffix = "-excel" if excel else ""
     suffix += f"-edited{edited_percent:g}" if edited_percent else ""
-    path = DATA / f"fleet-{rows}{suffix}.csv"
+    path = DATA / f"fleet-{rows}-unsorted{suffix}.csv"
     if path.exists():
         return path
     rng = random.Random(20261201)
@@ -288,11 +305,11 @@ def make_workbook(rows: int) -> Path:
     import xlsxwriter
 
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"fleet-{rows}.xlsx"
+    path = DATA / f"fleet-{rows}-unsorted.xlsx"
     if path.exists():
         return path
     rng = random.Random(20261201)
-    temp = DATA / f"fleet-{rows}.tmp.xlsx"
+    temp = DATA / f"fleet-{rows}-unsorted.tmp.xlsx"
     book = xlsxwriter.Workbook(str(temp), {"constant_memory": True})
     sheet = book.add_worksheet("Devices")
     day = book.add_format({"num_format": "yyyy-mm-dd"})

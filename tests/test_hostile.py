@@ -457,6 +457,122 @@ def test_a_50_mb_line_is_a_clear_65_in_bounded_memory(
     assert not db.exists() or fingerprint(db)["devices"] == 0
 
 
+# ---- a line, a cell or a record over 1 MiB, a line over 64 MiB --------------------------------
+
+MIB = 1024 * 1024
+
+
+def measured_import(
+    db: Path, env: dict[str, str], tmp_path: Path, source: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``velory import SOURCE ARGS --json`` in a parent of its own, and its peak memory (KiB)."""
+    rss = tmp_path / "maxrss"
+    command = [sys.executable, "-c", MEASURE, str(rss), *velory_command()]
+    result = subprocess.run(
+        [*command, "--db", str(db), "import", str(source), *args, "--json"],
+        env=velory_env(env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result, int(rss.read_text())
+
+
+def write_with_fill(path: Path, head: bytes, fill: bytes, size: int, tail: bytes) -> Path:
+    """``head``, ``size`` bytes of ``fill`` written a MiB at a time, then ``tail``."""
+    with path.open("wb") as handle:
+        handle.write(head)
+        chunk = fill * (MIB // len(fill))
+        for _ in range(size // len(chunk)):
+            handle.write(chunk)
+        handle.write(tail)
+    return path
+
+
+# A file of three rows whose second holds a cell of ``size`` bytes, in each text format; the
+# serial column comes first, as in most inventories, and the column of the long cell is named.
+LONG_CELL_FILES = {
+    "unquoted.csv": (b"Serial,Notes,Renewal Date\nL1,ok,2027-01-01\nL2,", b"n",
+                     b",2027-01-01\r\nL3,ok,2027-01-01\n", "Notes"),
+    "quoted.csv": (b'Serial;Renewal Date;Notes\nL1;2027-01-01;ok\nL2;2027-01-01;"', b'n""',
+                   b'"\nL3;2027-01-01;ok\n', "Notes"),
+    "multi-line.csv": (b'Serial,Notes,Renewal Date\nL1,ok,2027-01-01\nL2,"first line\n', b"n",
+                       b'\nlast line",2027-01-01\nL3,ok,2027-01-01\n', "Notes"),
+    "ignored-column.csv": (b"Serial,Renewal Date,Comment\nL1,2027-01-01,\nL2,2027-01-01,",
+                           b"c", b"\nL3,2027-01-01,\n", "Comment"),
+    "lines.jsonl": (b'{"serial": "L1", "renewal": "2027-01-01"}\n'
+                    b'{"serial": "L2", "renewal": "2027-01-01", "notes": "', b"n\\u00e5",
+                    b'"}\n{"serial": "L3", "renewal": "2027-01-01"}\n', "notes"),
+    "array.json": (b'[{"serial": "L1", "renewal": "2027-01-01"},\n'
+                   b'{"serial": "L2", "renewal": "2027-01-01", "notes": "', b'[{\\"n\\"}]',
+                   b'"},\n{"serial": "L3", "renewal": "2027-01-01"}]\n', "notes"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(LONG_CELL_FILES))
+def test_a_cell_over_1_mib_rejects_its_row_in_flat_memory(
+    db: Path, env: dict[str, str], tmp_path: Path, name: str
+) -> None:
+    head, fill, tail, column = LONG_CELL_FILES[name]
+    small = write_with_fill(tmp_path / f"small-{name}", head, fill, 12, tail)
+    first, floor = measured_import(db, env, tmp_path, small, "--dry-run")
+    assert ok(first)["rejected"] == 0
+    source = write_with_fill(tmp_path / name, head, fill, 2 * MIB, tail)
+    refused, _ = measured_import(db, env, tmp_path, source)
+    assert refused.returncode == 65, refused.stderr
+    summary = json.loads(refused.stdout)
+    assert (summary["rows"], summary["rejected"], summary["inserted"]) == (3, 1, 0)
+    [error] = summary["errors"]
+    assert (error["row"], error["column"]) == (3 if name.endswith(".csv") else 2, column)
+    assert "over 1 MiB" in error["message"]
+    assert not db.exists() or fingerprint(db)["devices"] == 0
+    # --skip-invalid imports the others; the rejects file has the row without its long cell.
+    rejects = tmp_path / f"rejects-{name}"
+    kept, _ = measured_import(
+        db, env, tmp_path, source, "--skip-invalid", "--rejects", str(rejects)
+    )
+    assert (ok(kept)["inserted"], ok(kept)["rejected"]) == (2, 1)
+    assert rejects.stat().st_size < 1000
+    assert "L2" in rejects.read_text(encoding="utf-8")
+    # A cell of 60 MiB, just under the file's limit: its row is rejected, and memory is what
+    # the small file took give or take a few pieces of the line, far below the file's size.
+    huge = write_with_fill(tmp_path / f"huge-{name}", head, fill, 60 * MIB, tail)
+    result, peak = measured_import(db, env, tmp_path, huge, "--dry-run")
+    assert result.returncode == 65, result.stderr
+    assert "over 1 MiB" in json.loads(result.stdout)["errors"][0]["message"]
+    assert peak - floor < 24 * 1024, (peak, floor)
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "tail"),
+    [
+        ("second-line.jsonl", b'{"serial": "L1", "renewal": "2027-01-01"}\n{"serial": "L2", '
+         b'"notes": "', b'"}\n{"serial": "L3", "renewal": "2027-01-01"}\n'),
+        ("first-line.jsonl", b'{"serial": "L2", "notes": "', b'"}\n'),
+        ("row.csv", b"Serial,Notes\nL1,ok\nL2,", b"\nL3,ok\n"),
+        ("element.json", b'[{"serial": "L1", "renewal": "2027-01-01"}, {"serial": "L2", '
+         b'"notes": "', b'"}, {"serial": "L3", "renewal": "2027-01-01"}]'),
+    ],
+)  # fmt: skip
+def test_a_line_over_64_mib_refuses_the_file_in_flat_memory(
+    db: Path, env: dict[str, str], tmp_path: Path, name: str, head: bytes, tail: bytes
+) -> None:
+    source = write_with_fill(tmp_path / name, head, b"x", 70 * MIB, tail)
+    result, peak = measured_import(db, env, tmp_path, source, "--skip-invalid")
+    assert result.returncode == 65, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "over 64 MiB" in result.stderr and "nothing was written" in result.stderr
+    row = 1 if name.startswith("first") else 3 if name.endswith(".csv") else 2
+    assert json.loads(result.stdout)["errors"] == [
+        {"row": row, "column": None, "message": json.loads(result.stdout)["errors"][0]["message"]}
+    ]
+    assert not db.exists() or fingerprint(db)["devices"] == 0
+    # Well under the size of the file: the line is never held, only pieces of it.
+    assert peak < 60 * 1024, peak
+
+
 # ---- output paths that exist already -----------------------------------------------------------
 
 

@@ -7,13 +7,14 @@ import codecs
 import errno
 import io
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from velory_cli import dates, importer
@@ -315,6 +316,25 @@ def test_json_lines_rows_are_line_numbers(store: Store, tmp_path: Path) -> None:
     assert errors(report) == [(3, "email", "'not-an-email' is not an email address")]
 
 
+def test_an_api_answer_on_one_line_over_1_mib_is_read_as_one(store: Store, tmp_path: Path) -> None:
+    # Snipe-IT answers a page of up to 500 assets on one line, which often runs over 1 MiB.
+    assets = [
+        {"serial": f"SN{n}", "purchase_date": {"date": "2024-01-01"}, "notes": "n" * 3000}
+        for n in range(400)
+    ]
+    text = json.dumps({"total": 400, "rows": assets}) + "\n"
+    assert len(text) > 1024 * 1024 and text.count("\n") == 1
+    report = run_import(store, write(tmp_path, "hardware.json", text))
+    assert (report.exit_code, report.inserted, report.format) == (0, 400, "snipe-it")
+    # A line that starts like an answer and is none is a row over 1 MiB, and the lines after
+    # it are read on.
+    other = '{"total": 1, "serial": "L1", "notes": "' + "x" * 1024 * 1024 + '"}\n'
+    other += '{"serial": "L2", "renewal": "2027-01-01"}\n'
+    report = run_import(store, write(tmp_path, "lines.jsonl", other), skip_invalid=True)
+    assert errors(report) == [(1, "notes", "the line is over 1 MiB (1,048,617 characters)")]
+    assert (report.exit_code, report.inserted) == (0, 1)
+
+
 def test_format_is_sniffed_without_a_known_extension(store: Store, tmp_path: Path) -> None:
     jsonl = '  {"serial": "PF1", "purchase_date": "2024-01-01"}\n'
     assert run_import(store, write(tmp_path, "export", jsonl)).format == "jsonl"
@@ -454,6 +474,18 @@ def test_a_serial_in_scientific_notation_is_rejected_with_or_without_a_sign(
     assert [(row, column) for row, column, _ in errors(report)] == [(3, "Serial")]
     assert "scientific notation" in errors(report)[0][2]
     assert sorted(devices(store)) == ["E15X", "PF1"]
+
+
+@pytest.mark.parametrize("serial", ["0E0", "0E00", "1E5", "9E-1", "2E3F", "0.5E+15", "00E12"])
+def test_a_serial_that_is_no_number_a_spreadsheet_writes_is_a_serial(
+    store: Store, tmp_path: Path, serial: str
+) -> None:
+    # A spreadsheet writes a normalised mantissa (zero is "0") and a two- or three-digit
+    # exponent: these were typed as they are.
+    text = f"Serial;Purchased\n{serial};2024-01-01\n"
+    report = run_import(store, write(tmp_path, "a.csv", text))
+    assert (report.exit_code, errors(report)) == (0, [])
+    assert list(devices(store)) == [serial]
 
 
 @pytest.mark.parametrize(
@@ -795,6 +827,32 @@ def test_json_rejects_are_the_objects_with_a_reason(store: Store, tmp_path: Path
     assert rejected[1]["reason"] == "row 2: a new device needs a purchase or a renewal date"
 
 
+def test_the_page_cache_of_an_import_holds_the_serials_index_of_the_store(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from velory_cli.importer import writes
+
+    assert writes.import_cache_size(0) == -16 * 1024
+    assert writes.import_cache_size(1_000_000) == -31_250  # the index takes ~18 MiB
+    assert writes.import_cache_size(10_000_000) == -64 * 1024
+    seen: list[int] = []
+    begin = ImportWrites.begin
+
+    def begin_and_look(self: ImportWrites) -> None:
+        seen.append(self.conn.execute("PRAGMA main.cache_size").fetchone()[0])
+        begin(self)
+
+    monkeypatch.setattr(ImportWrites, "begin", begin_and_look)
+    # As if each device took 16 MiB of the index: two of them want a cache of 32 MiB.
+    monkeypatch.setattr(writes, "IMPORT_CACHE_BYTES_PER_DEVICE", 16 * 1024 * 1024)
+    before = store.conn.execute("PRAGMA main.cache_size").fetchone()[0]
+    path = write(tmp_path, "a.csv", "Serial,Purchased\nA1,2024-01-01\nA2,2024-01-01\n")
+    run_import(store, path)
+    run_import(store, path, now=LATER)
+    assert seen == [-16 * 1024, -32 * 1024]
+    assert store.conn.execute("PRAGMA main.cache_size").fetchone()[0] == before
+
+
 # ---- property: whatever the bytes, a report and 0 or 65 ------------------------------------
 
 _cells = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
@@ -874,6 +932,11 @@ _text_values = st.text(
 ).map(str.strip)
 
 
+# What a spreadsheet writes for a long number (6.37702E+15, 1E-05), a rejected serial: not in a
+# valid file. 0E0 or 1E5 are serials (the example below).
+_EXCEL_SCIENTIFIC = re.compile(r"[1-9]E[+-]?[0-9]{2,3}")
+
+
 @st.composite
 def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str, str | None]]]:
     """A valid file in one of the ways Excel writes one, and what the store should then hold."""
@@ -882,7 +945,9 @@ def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str,
     count = draw(st.integers(min_value=1, max_value=12))
     serials = draw(
         st.lists(
-            st.from_regex(r"[A-Z0-9][A-Z0-9-]{1,10}", fullmatch=True),
+            st.from_regex(r"[A-Z0-9][A-Z0-9-]{1,10}", fullmatch=True).filter(
+                lambda serial: not _EXCEL_SCIENTIFIC.fullmatch(serial)
+            ),
             min_size=count,
             max_size=count,
             unique_by=str.upper,
@@ -933,6 +998,16 @@ def _valid_inventories(draw: st.DrawFn) -> tuple[bytes, str, dict[str, dict[str,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(inventory=_valid_inventories())
+@example(
+    inventory=(
+        b"Serial,Model,Purchase Date\r\n0E0,,2024-01-01\r\n1E5,M,2024-01-02\r\n",
+        "",
+        {
+            "0E0": {"model": None, "purchase_date": "2024-01-01"},
+            "1E5": {"model": "M", "purchase_date": "2024-01-02"},
+        },
+    )
+)
 def test_a_valid_file_imports_exactly_whatever_its_encoding_and_layout(
     inventory: tuple[bytes, str, dict[str, dict[str, str | None]]],
 ) -> None:
@@ -1029,6 +1104,23 @@ def test_progress_is_reported_as_bytes_read(
     assert 0 < seen[-1] <= path.stat().st_size
 
 
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_progress_is_reported_for_json_too(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    monkeypatch.setattr(job, "CHUNK_ROWS", 100)
+    objects = [json.dumps({"serial": f"S{i}", "purchased": "2024-01-01"}) for i in range(1000)]
+    text = "[" + ",\n".join(objects) + "]" if suffix == ".json" else "\n".join(objects)
+    path = write(tmp_path, f"a{suffix}", text)
+    seen: list[int] = []
+    with open_source(str(path)) as source:
+        report = import_file(
+            store, source, ImportOptions(), now=NOW, actor="t", progress=seen.append
+        )
+    assert report.inserted == 1000
+    assert len(seen) == 10 and seen == sorted(seen) and seen[-1] == path.stat().st_size
+
+
 def index_definitions(store: Store) -> list[tuple[str, str]]:
     rows = store.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
     return sorted((row[0], row[1] or "") for row in rows)
@@ -1049,6 +1141,40 @@ def test_a_first_import_builds_the_indexes_again_as_they_were(store: Store, tmp_
         " WHERE status = 'active' AND renewal_date <= '2027-01-01'"
     ).fetchall()
     assert "devices_status_renewal" in " ".join(str(tuple(row)) for row in plan)
+
+
+def triggers(store: Store) -> list[tuple[str, str]]:
+    rows = store.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+    return sorted((row[0], row[1]) for row in rows)
+
+
+def test_an_import_inserts_without_the_key_trigger_and_leaves_it_as_it_was(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = triggers(store)
+    assert [name for name, _ in before] == ["devices_serial_key_default"]
+    during: list[list[tuple[str, str]]] = []
+    insert = ImportWrites.insert
+
+    def insert_and_look(self: ImportWrites, *args: Any, **kwargs: Any) -> int:
+        during.append(triggers(store))
+        return insert(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImportWrites, "insert", insert_and_look)
+    bad = run_import(
+        store, write(tmp_path, "bad.csv", HEADER + "PF0,X,,,,2024-01-01,,\nPF9,X,,,,bad,,\n")
+    )
+    assert bad.exit_code == 65 and triggers(store) == before
+    for name, serial in (("a.csv", "PF1"), ("b.csv", "PF2")):  # into an empty store, and not
+        report = run_import(store, write(tmp_path, name, HEADER + f"{serial},X,,,,2024-01-01,,\n"))
+        assert report.inserted == 1 and triggers(store) == before
+    assert during and all(found == [] for found in during)
+    # What the trigger is for still works: a device a tool inserts without a key gets one.
+    store.conn.execute(
+        "INSERT INTO devices (serial, created_at, updated_at) VALUES (' Tool1 ', 'x', 'x')"
+    )
+    key = store.conn.execute("SELECT serial_key FROM devices WHERE serial = ' Tool1 '").fetchone()
+    assert key[0] == "tool1"
 
 
 def _import_everything(content: bytes, suffix: str, options: dict[str, Any]) -> tuple[Any, ...]:

@@ -238,6 +238,24 @@ def test_a_new_store_is_put_in_place_only_when_published(tmp_path: Path) -> None
         assert reopened.device("a1") is not None
 
 
+def test_a_new_store_is_built_without_a_log_and_is_in_wal_once_in_place(tmp_path: Path) -> None:
+    # No one else opens the file a store is built in: each page is written once, into it.
+    path = tmp_path / "velory.db"
+    with Store.open_or_create(path) as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO devices (serial, source, status, created_at, updated_at) "
+                "VALUES ('A1', 'imported', 'active', 'now', 'now')"
+            )
+            assert not [p.name for p in tmp_path.iterdir() if p.name.endswith("-wal")]
+        store.publish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["velory.db"]
+    with Store.open(path, create=False) as reopened:
+        assert reopened.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert reopened.device("a1") is not None
+
+
 def test_a_new_store_never_published_leaves_nothing_behind(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "velory.db"
     with Store.open_or_create(path) as store:

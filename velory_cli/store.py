@@ -43,6 +43,9 @@ PAGE_SIZE = 8192
 # The unique index of the devices' serial keys (see migrations): the serial as ``fold`` makes
 # it, so one spelling of a serial is one device beyond ASCII too.
 SERIALS_INDEX = "devices_serial_key"
+# The trigger that gives a device inserted without a serial_key (by a tool that speaks SQL to
+# the store) the key of its serial; velory's own inserts always give one.
+SERIAL_KEY_TRIGGER = "devices_serial_key_default"
 # A device whose serial folds to the key of an older device (two devices a store from before
 # serial keys held) keeps its own key: the shared one, this separator, and its serial as
 # written, joined by a control character no serial can hold. It is found by that exact
@@ -198,9 +201,12 @@ class Store:
         return cls._connect(str(path), path, busy_timeout=busy_timeout, created=created)
 
     @classmethod
-    def _connect(cls, file: str, path: Path, *, busy_timeout: float, created: bool) -> Store:
+    def _connect(
+        cls, file: str, path: Path, *, busy_timeout: float, created: bool, wal: bool = True
+    ) -> Store:
         """A connection to ``file`` (``path`` itself, a file a new store is built in, or "" for
-        a scratch store), prepared and migrated; ``path`` is the store's name in messages."""
+        a scratch store), prepared and migrated; ``path`` is the store's name in messages.
+        ``wal``: in write-ahead-log mode, as every store in place is."""
         try:
             conn = sqlite3.connect(
                 file, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -210,7 +216,7 @@ class Store:
         conn.row_factory = sqlite3.Row
         store = cls(conn, path)
         try:
-            store._prepare(created)
+            store._prepare(created, wal=wal)
         except sqlite3.Error as exc:
             conn.close()
             raise describe_sqlite_error(exc, path) from None
@@ -266,7 +272,10 @@ class Store:
         except OSError as exc:
             raise StoreUnusable(f"cannot create the store {path}: {exc.strerror}") from None
         try:
-            store = cls._connect(name, path, busy_timeout=busy_timeout, created=True)
+            # No one else opens the file a store is built in: a rollback journal (which keeps
+            # nothing of the pages a first import adds) writes each page once, where the log
+            # would write it twice, the second time when the store is put in place (publish).
+            store = cls._connect(name, path, busy_timeout=busy_timeout, created=True, wal=False)
         except BaseException:
             _discard_database(Path(name))
             raise
@@ -314,7 +323,7 @@ class Store:
                 ) from None
         _discard_database(building)
 
-    def _prepare(self, created: bool) -> None:
+    def _prepare(self, created: bool, *, wal: bool = True) -> None:
         from velory_cli import migrations
 
         conn = self.conn
@@ -339,7 +348,8 @@ class Store:
             # A new store (no tables yet: the only time SQLite takes a page size): 8 KiB pages
             # halve the pages a large import writes and its indexes sort.
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        self._use_wal()
+        if wal:
+            self._use_wal()
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < migrations.SCHEMA_VERSION or app_id != APPLICATION_ID:
             self._migrate()

@@ -51,8 +51,10 @@ CHUNK_ROWS = 5000
 # A progress bar is worth drawing only for files that take a while.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
-# Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone.
-_SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d{1,3}", re.ASCII)
+# Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone. A
+# spreadsheet writes the mantissa normalised (a first digit of 1 to 9: zero is "0") and the
+# exponent with two digits or three, so 0E0, 1E5 or 9E-1 are serials as they were typed.
+_SCIENTIFIC = re.compile(r"[+-]?[1-9](?:[.,]\d+)?[eE][+-]?\d{2,3}", re.ASCII)
 _SCIENTIFIC_LINES = re.compile(r"^" + _SCIENTIFIC.pattern + r"$", re.ASCII | re.MULTILINE)
 # Unicode's invisible format characters (category Cf: zero-width spaces and joiners, bidi
 # overrides and isolates, the soft hyphen, tags...), which make two serials or names look alike
@@ -414,6 +416,7 @@ class _Import:
             report.format = reader.format
             self.store_was_empty = not self.writes.has_devices()
             self.writes.begin()
+            trigger = None if self.options.dry_run else self.writes.suspend_key_trigger()
             first_import = self.store_was_empty and not self.options.dry_run
             self.trusting = first_import and self.trust_serials
             self.deferred = []
@@ -425,6 +428,7 @@ class _Import:
             if not built:
                 raise _Repeats  # rows written on trust repeat a serial
             report.format = reader.format  # an API answer is known by its rows
+            self.writes.restore_key_trigger(trigger)
             self.writes.end()
             finished = True
         except FileProblem as problem:
@@ -517,8 +521,10 @@ class _Import:
             self._report_rejected(entries)
         if self.progress is not None:
             with suppress(OSError, ValueError):
+                # A workbook says how far it is (its file is read whole at once); a text
+                # reader is as far as its file (a JSON reader's ``position`` is in its buffer).
                 where = getattr(self.reader, "position", None)
-                self.progress(where() if where else self.source.stream.tell())
+                self.progress(where() if callable(where) else self.source.stream.tell())
 
     def _creating(self, keys: Sequence[str]) -> list[int]:
         """Of these serials of rows without any date, the ones (by position) no device in the

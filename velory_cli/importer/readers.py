@@ -13,6 +13,9 @@ import csv
 import itertools
 import json
 import operator
+import re
+import secrets
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import IO, Any, NamedTuple, Protocol
 
 from velory_cli.importer.columns import (
     ALIASES,
+    FIELDS,
     NOTES,
     SERIAL,
     ColumnMap,
@@ -32,10 +36,17 @@ from velory_cli.importer.sources import (
     FORMAT_JSON,
     FORMAT_JSONL,
     FORMAT_SNIPE_IT,
+    MAX_LINE_CHARS,
+    MAX_RECORD_CHARS,
     Encoding,
+    LineSource,
+    LineTooLong,
     Source,
+    bounded_lines,
     choose_format,
+    file_over_limit,
     first_lines,
+    over_limit,
     sniff_delimiter,
     text_stream,
 )
@@ -45,6 +56,14 @@ from velory_cli.models import SPREADSHEET_QUOTED_STARTS, joined_notes
 MAX_COLUMNS = 10_000
 # No JSON element is longer than this in an inventory.
 MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
+# A cell is never longer than its line (MAX_LINE_CHARS); a quoted one over many lines may be,
+# and is most likely a quote never closed.
+_CSV_FIELD_LIMIT = MAX_LINE_CHARS + 1
+
+
+def _marker() -> str:
+    """What stands in for a line over 1 MiB among the lines a reader reads: no file has it."""
+    return f"velory-line-over-limit-{secrets.token_hex(16)}"
 
 
 class FileProblem(Exception):
@@ -232,13 +251,21 @@ class _CsvReader(_TextReader):
 
     def batches(self, size: int) -> Iterator[Batch]:
         assert self.text is not None
-        reader = csv.reader(
-            itertools.chain(self.lines, self.text), delimiter=self.delimiter, strict=True
-        )
+        if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+            csv.field_size_limit(_CSV_FIELD_LIMIT)
+        marker = _marker()
+        held: deque[tuple[str, int]] = deque()
+        lines = bounded_lines(self.text, self.lines, marker + "\n", held)
+        reader = csv.reader(lines, delimiter=self.delimiter, strict=True)
         number = self.skipped
         try:
             for cells in reader:
                 number += 1
+                if cells == [marker]:
+                    raise FileProblem(
+                        "this is not a table: its first line is longer than any header",
+                        row=number,
+                    )
                 if len(cells) > MAX_COLUMNS:
                     raise FileProblem(
                         f"this is not a table: its header has {len(cells):,} columns "
@@ -268,7 +295,8 @@ class _CsvReader(_TextReader):
                     number += len(batch)
                 if not batch:
                     return
-                if min(map(len, batch)) >= full_width:
+                # A line over 1 MiB read in this batch (``held``) takes the careful way.
+                if not held and min(map(len, batch)) >= full_width:
                     empty = ("",) * len(batch)
                     columns: list[Sequence[str]] = [
                         _stripped(list(map(get, batch))) if get is not None else empty
@@ -281,6 +309,13 @@ class _CsvReader(_TextReader):
                 rows: list[Row] = []
                 for offset, cells in enumerate(batch):
                     width = len(cells)
+                    if width == 1 and cells[0] == marker:
+                        rows.append(self._long_row(first + offset, *held.popleft()))
+                        continue
+                    if held and any(marker in cell for cell in cells):
+                        # The long line is a line of a quoted cell over many lines.
+                        rows.append(self._long_cell(first + offset, cells, marker, held))
+                        continue
                     if not cells or (width == 1 and not cells[0].strip()):
                         continue  # a blank line: Excel leaves them, they are no device
                     values = tuple(
@@ -292,6 +327,44 @@ class _CsvReader(_TextReader):
                     yield _batch_of(rows)
         except csv.Error as exc:
             raise FileProblem(_csv_problem(exc), row=number + 1) from None
+        except LineTooLong as exc:
+            raise FileProblem(file_over_limit(exc.length), row=number + 1) from None
+
+    def _long_row(self, number: int, prefix: str, length: int) -> Row:
+        """The row of a line over 1 MiB, rejected: its column is the cell the line grows past
+        1 MiB in, its texts the cells before that one (its serial, mostly), for errors and
+        repeats; the rejects file has those cells and an empty one for the rest."""
+        assert self.columns is not None
+        cells = next(csv.reader([prefix], delimiter=self.delimiter, strict=False), [""])
+        long_cell = max(len(cells) - 1, 0)
+        header = self._header or []
+        column = header[long_cell] if long_cell < len(header) else None
+        texts = tuple(
+            _unquoted(cells[p].strip()) if p is not None and p < long_cell else ""
+            for p in self.columns.positions
+        )
+        errors = add_error(None, number, column, f"the line is {over_limit(length)}")
+        return Row(number, [*cells[:long_cell], ""], texts, self.columns.names, errors)
+
+    def _long_cell(
+        self, number: int, cells: list[str], marker: str, held: deque[tuple[str, int]]
+    ) -> Row:
+        """The row of a quoted cell one of whose lines is over 1 MiB (read through, and
+        ``marker`` in its place), rejected; the rejects file has the cell empty."""
+        assert self.columns is not None
+        long_cell = next(index for index, cell in enumerate(cells) if marker in cell)
+        length = 0
+        for _ in range(cells[long_cell].count(marker)):
+            length += held.popleft()[1]
+        kept = [*cells[:long_cell], "", *cells[long_cell + 1 :]]
+        header = self._header or []
+        column = header[long_cell] if long_cell < len(header) else None
+        texts = tuple(
+            _unquoted(kept[p].strip()) if p is not None and p < len(kept) else ""
+            for p in self.columns.positions
+        )
+        errors = add_error(None, number, column, f"the cell is {over_limit(length)}")
+        return Row(number, kept, texts, self.columns.names, errors)
 
     def ignored_columns(self) -> list[str]:
         return list(self.columns.ignored) if self.columns else []
@@ -350,8 +423,8 @@ def _csv_problem(exc: csv.Error) -> str:
     text = str(exc)
     if "field larger than field limit" in text:
         return (
-            'a field is far too long: most likely a quote (") that is never closed runs the '
-            "rest of the file into one cell"
+            'a quoted cell runs over 1 MiB: most likely a quote (") that is never closed runs '
+            "the rest of the file into one cell"
         )
     if "unexpected end of data" in text:
         return 'the file ends inside a quoted field: a quote (") is never closed'
@@ -440,6 +513,19 @@ class _JsonKeys:
     def ignored(self) -> list[str]:
         return list(self.ignored_names)
 
+    def long_row(self, decoder: json.JSONDecoder, number: int, prefix: str, message: str) -> Row:
+        """The row of an object over 1 MiB, rejected with ``message``: what its first 1 MiB
+        (``prefix``) names whole (its serial, mostly) for errors and repeats, and the key whose
+        value runs past it as the column, where one does."""
+        values, column = _prefix_values(decoder, prefix)
+        error = RowError(number, column, message)
+        try:
+            row = self.row(number, values)
+        except FileProblem:  # a key named with --column is past the first 1 MiB
+            count = len(FIELDS)
+            return Row(number, values, ("",) * count, (None,) * count, [error])
+        return row._replace(errors=[error, *(row.errors or ())])
+
 
 class _JsonReader(_TextReader):
     """A JSON array of objects, element by element: never the whole array in memory."""
@@ -515,6 +601,10 @@ class _JsonReader(_TextReader):
                 raise FileProblem("not valid JSON: the array is never closed", row=element + 1)
             element += 1
             value = self._decode(decoder, element)
+            if isinstance(value, _LongElement):
+                message = f"the element is {over_limit(value.length)}"
+                yield self.keys.long_row(decoder, element, value.prefix, message)
+                continue
             if not isinstance(value, dict):
                 raise FileProblem(
                     f"element {element} of the array is not an object (a row of named values)",
@@ -528,15 +618,22 @@ class _JsonReader(_TextReader):
             )
 
     def _decode(self, decoder: json.JSONDecoder, element: int) -> Any:
+        """The element at ``position``, or a ``_LongElement`` for one over 1 MiB, read through
+        and never held whole."""
         while True:
             try:
                 value, end = decoder.raw_decode(self.buffer, self.position)
             except json.JSONDecodeError as exc:
-                if len(self.buffer) - self.position < MAX_JSON_ELEMENT_CHARS and self._fill():
+                if len(self.buffer) - self.position <= MAX_LINE_CHARS and self._fill():
                     continue  # the element goes on in the next piece of the file
-                raise FileProblem(
-                    f"not valid JSON at {self._where(exc.pos)}: {exc.msg}", row=element
-                ) from None
+                problem = f"not valid JSON at {self._where(exc.pos)}: {exc.msg}"
+                prefix = self.buffer[self.position : self.position + MAX_LINE_CHARS]
+                length = self._skip_element()
+                if length is None or length <= MAX_LINE_CHARS:
+                    raise FileProblem(problem, row=element) from None
+                if length > MAX_RECORD_CHARS:
+                    raise FileProblem(file_over_limit(length, "an element"), row=element) from None
+                return _LongElement(prefix, length)
             except RecursionError:
                 raise FileProblem(_TOO_DEEP, row=element) from None
             if end >= len(self.buffer) and self._fill():
@@ -546,11 +643,84 @@ class _JsonReader(_TextReader):
             self.position = end
             return value
 
+    def _skip_element(self) -> int | None:
+        """Read past the element at ``position`` by its brackets and strings alone, holding
+        a piece of the file at a time, and return its length; None when the file ends in it.
+        Stops counting past ``MAX_RECORD_CHARS``."""
+        depth, in_string, skip, length = 0, False, 0, 0
+        while True:
+            buffer, position = self.buffer, self.position + skip
+            while True:
+                found = (_IN_STRING if in_string else _OUTSIDE).search(buffer, position)
+                if found is None:
+                    break
+                position = found.end()
+                char = found.group()
+                if char == "\\":
+                    position += 1  # the escaped character (maybe in the next piece)
+                elif char == '"':
+                    in_string = not in_string
+                elif char in "[{":
+                    depth += 1
+                else:
+                    depth -= 1
+                if depth <= 0 and not in_string:
+                    length += position - self.position
+                    self.position = position
+                    return length
+            skip = max(position - len(buffer), 0)
+            length += len(buffer) - self.position
+            self.position = len(buffer)
+            if length > MAX_RECORD_CHARS or not self._fill():
+                return length if length > MAX_RECORD_CHARS else None
+
     def ignored_columns(self) -> list[str]:
         return self.keys.ignored()
 
 
+class _LongElement(NamedTuple):
+    """An element of a JSON array over 1 MiB: its first 1 MiB, and its length."""
+
+    prefix: str
+    length: int
+
+
+# What matters to the brackets of JSON text outside a string, and inside one.
+_OUTSIDE = re.compile(r'["\[\]{}]')
+_IN_STRING = re.compile(r'["\\]')
+
 _TOO_DEEP = "not a row of named values: lists or objects nested too deeply"
+# The parts of the first 1 MiB of an object over 1 MiB, each matched where the last ended (so
+# the text is read once): its start, a key, a whole value of text, a number or a word.
+_JSON_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'  # possessive: no memory a character
+_OBJECT_START = re.compile(r"\ufeff?\s*\{")
+_JSON_KEY = re.compile(rf"\s*({_JSON_STRING})\s*:\s*")
+_JSON_SCALAR = re.compile(rf"({_JSON_STRING}|-?[0-9][0-9.eE+-]*|true|false|null)\s*([,}}])")
+
+
+def _prefix_values(decoder: json.JSONDecoder, prefix: str) -> tuple[dict[str, Any], str | None]:
+    """The keys of the object ``prefix`` starts that have a whole value of text, a number or
+    a word in it, with their values; and the key whose value runs past its end, if one does
+    (None where that is a nested value, or cannot be told)."""
+    values: dict[str, Any] = {}
+    start = _OBJECT_START.match(prefix)
+    position = start.end() if start else len(prefix)
+    while key := _JSON_KEY.match(prefix, position):
+        position = key.end()
+        scalar = _JSON_SCALAR.match(prefix, position)
+        try:
+            name = decoder.decode(key[1])
+            if scalar is None:
+                # Its value runs past the end, or is a list or an object: left out.
+                cut = prefix.startswith('"', position) or prefix[position:].strip() == ""
+                return values, name if cut and name not in values else None
+            values.setdefault(name, decoder.decode(scalar[1]))
+        except (ValueError, RecursionError):
+            return values, None
+        if scalar[2] == "}":
+            break
+        position = scalar.end()
+    return values, None
 
 
 def _check_escapes(value: Any, row: int) -> None:
@@ -584,40 +754,64 @@ class _JsonLinesReader(_TextReader):
     def rows(self) -> Iterator[Row]:
         assert self.text is not None
         decoder = json.JSONDecoder(parse_int=str, parse_float=str)
+        marker = _marker()
+        held: deque[tuple[str, int]] = deque()
         number = self.skipped
         first_line = self.skipped + len(self.lines)  # the first that is not blank
-        for line in itertools.chain(self.lines, self.text):
-            number += 1
-            stripped = line.strip().lstrip("\ufeff")
-            if not stripped:
-                continue
-            try:
-                value = decoder.decode(stripped)
-            except json.JSONDecodeError as exc:
-                if number == first_line and stripped.startswith("{"):
-                    # Not one object a line: maybe one object over many, as an API answers.
-                    envelope = self._whole_document(decoder, line)
-                    if envelope is not None:
-                        yield from self._envelope_rows(envelope)
-                        return
-                raise FileProblem(
-                    f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
-                    row=number,
-                ) from None
-            except RecursionError:
-                raise FileProblem(_TOO_DEEP, row=number) from None
-            if "\\u" in stripped:
-                _check_escapes(value, number)
-            if number == first_line and is_snipe_answer(value):
-                yield from self._envelope_rows(value)
-                if any(rest.strip() for rest in self.text):
+        text: LineSource = self.text
+        if self.lines and len(self.lines[0]) > MAX_LINE_CHARS and _ANSWER.match(self.lines[0]):
+            # An API answer is one line, often over 1 MiB: read as one document if it is one.
+            head = self.lines[0] + self.text.read(MAX_JSON_ELEMENT_CHARS)
+            envelope = _snipe_answer(decoder, head)
+            if envelope is not None:
+                yield from self._envelope_rows(envelope)
+                if any(line.strip() for line in bounded_lines(self.text, [], marker, held)):
                     raise FileProblem("more after the end of the JSON answer", row=None)
                 return
-            if not isinstance(value, dict):
-                raise FileProblem(
-                    f"line {number} is not a JSON object (a row of named values)", row=number
-                )
-            yield self.keys.row(number, value)
+            text = _Joined(head, self.text)
+            self.lines = []
+        lines = bounded_lines(text, self.lines, marker, held)
+        try:
+            for line in lines:
+                number += 1
+                if line is marker:
+                    prefix, length = held.popleft()
+                    yield self.keys.long_row(
+                        decoder, number, prefix, f"the line is {over_limit(length)}"
+                    )
+                    continue
+                stripped = line.strip().lstrip("\ufeff")
+                if not stripped:
+                    continue
+                try:
+                    value = decoder.decode(stripped)
+                except json.JSONDecodeError as exc:
+                    if number == first_line and stripped.startswith("{"):
+                        # Not one object a line: maybe one object over many, as an API answers.
+                        envelope = self._whole_document(decoder, line)
+                        if envelope is not None:
+                            yield from self._envelope_rows(envelope)
+                            return
+                    raise FileProblem(
+                        f"line {number} is not valid JSON (column {exc.colno}): {exc.msg}",
+                        row=number,
+                    ) from None
+                except RecursionError:
+                    raise FileProblem(_TOO_DEEP, row=number) from None
+                if "\\u" in stripped:
+                    _check_escapes(value, number)
+                if number == first_line and is_snipe_answer(value):
+                    yield from self._envelope_rows(value)
+                    if any(rest.strip() for rest in lines):
+                        raise FileProblem("more after the end of the JSON answer", row=None)
+                    return
+                if not isinstance(value, dict):
+                    raise FileProblem(
+                        f"line {number} is not a JSON object (a row of named values)", row=number
+                    )
+                yield self.keys.row(number, value)
+        except LineTooLong as exc:
+            raise FileProblem(file_over_limit(exc.length), row=number + 1) from None
 
     def ignored_columns(self) -> list[str]:
         return self.keys.ignored()
@@ -626,12 +820,7 @@ class _JsonLinesReader(_TextReader):
         """The file as one JSON document from ``first`` on, if it is an API answer that
         velory reads (Snipe-IT's), else None. Such answers are a page of a few hundred rows."""
         assert self.text is not None
-        rest = self.text.read(MAX_JSON_ELEMENT_CHARS)
-        try:
-            value = decoder.decode((first + rest).strip().lstrip("\ufeff"))
-        except (json.JSONDecodeError, RecursionError):
-            return None
-        return value if is_snipe_answer(value) else None
+        return _snipe_answer(decoder, first + self.text.read(MAX_JSON_ELEMENT_CHARS))
 
     def _envelope_rows(self, envelope: dict[str, Any]) -> Iterator[Row]:
         """The assets of a Snipe-IT answer, each flattened to the fields velory imports; its
@@ -643,6 +832,39 @@ class _JsonLinesReader(_TextReader):
                     f"element {element} of rows is not an object (an asset)", row=element
                 )
             yield self.keys.row(element, snipe_asset(asset))
+
+
+def _snipe_answer(decoder: json.JSONDecoder, text: str) -> Any:
+    """``text`` as one JSON document if it is an API answer velory reads, else None."""
+    try:
+        value = decoder.decode(text.strip().lstrip("\ufeff"))
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return value if is_snipe_answer(value) else None
+
+
+# How Snipe-IT's answer starts: {"total": N, "rows": [ (its other keys may come between).
+_ANSWER = re.compile(r'\ufeff?\s*\{\s*"(?:total|rows|offset|limit)"\s*:')
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+class _Joined:
+    """Text read from ``head`` (read from the file already), then from ``tail``, by line."""
+
+    def __init__(self, head: str, tail: IO[str]) -> None:
+        self.head, self.position, self.tail = head, 0, tail
+
+    def readline(self, limit: int = -1, /) -> str:
+        head, start = self.head, self.position
+        end = len(head) if limit < 0 else min(len(head), start + limit)
+        found = _LINE_END.search(head, start, end)
+        stop = found.end() if found else end
+        self.position = stop
+        line = head[start:stop]
+        if found or len(line) == limit or stop < len(head):
+            return line
+        self.head, self.position = "", 0  # read through: from here on, the file itself
+        return line + self.tail.readline(limit - len(line) if limit >= 0 else -1)
 
 
 def is_snipe_answer(value: Any) -> bool:

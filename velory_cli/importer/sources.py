@@ -9,16 +9,19 @@ Latin-1; its format, by extension or first character; and for CSV, its separator
 from __future__ import annotations
 
 import codecs
+import functools
 import io
+import itertools
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 from velory_cli.errors import InputUnreadable, UsageError
 
@@ -38,8 +41,13 @@ _EXTENSION_FORMATS = {
     ".ndjson": FORMAT_JSONL,
 }
 
-# No header line is longer than this in an inventory.
+# No line of an inventory is longer than this (1 MiB of text): a longer one rejects its row,
+# and is read through in pieces, never held. Nor is any line longer than MAX_RECORD_CHARS
+# (64 MiB): one that is refuses the file.
 MAX_LINE_CHARS = 1024 * 1024
+MAX_RECORD_CHARS = 64 * 1024 * 1024
+# How much one read of a line asks for: a line of MAX_LINE_CHARS with its line end ("\r\n").
+_LINE_READ = MAX_LINE_CHARS + 2
 
 _SEP_HINT = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
 # Windows-1252 leaves five bytes undefined; those are read as Latin-1 (the C1 controls).
@@ -244,7 +252,7 @@ def first_lines(text: IO[str]) -> tuple[list[str], str, int]:
     them, and never become the header."""
     skipped = 0
     while True:
-        line = text.readline(MAX_LINE_CHARS)
+        line = text.readline(_LINE_READ)
         if not line:
             return [], "", skipped
         stripped = line.strip().lstrip("\ufeff")
@@ -291,3 +299,62 @@ def _delimiter(header_line: str, suffix: str) -> str:
         return "\t"
     best = max(counts, key=lambda c: (counts[c], c == ","))
     return best if counts[best] else ","
+
+
+# ---- lines of a bounded length -------------------------------------------------------------
+
+
+class LineTooLong(Exception):
+    """A line longer than ``MAX_RECORD_CHARS``: the file is no inventory."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+
+def over_limit(length: int) -> str:
+    """How a line or a cell longer than ``MAX_LINE_CHARS`` is described."""
+    return f"over 1 MiB ({length:,} characters)"
+
+
+def file_over_limit(length: int, what: str = "a line") -> str:
+    """Why a file with a line (or ``what``) longer than ``MAX_RECORD_CHARS`` is refused."""
+    return f"{what} is over 64 MiB (at least {length:,} characters): this is no inventory"
+
+
+class LineSource(Protocol):
+    """What lines are read from: a text file, or one put together."""
+
+    def readline(self, size: int = -1, /) -> str: ...
+
+
+def bounded_lines(
+    text: LineSource, first: Iterable[str], marker: str, held: deque[tuple[str, int]]
+) -> Iterator[str]:
+    """The lines of ``first`` (read already), then of ``text``, as ``readline`` splits them
+    (line ends kept), none longer than ``MAX_LINE_CHARS``: a longer line is read through in
+    pieces and never held whole, ``marker`` stands in its place, and ``held`` gets its first
+    ``MAX_LINE_CHARS`` characters and its length. A line longer than ``MAX_RECORD_CHARS``
+    raises ``LineTooLong``; memory stays within a few pieces whatever the file holds."""
+    pieces = itertools.chain(first, iter(functools.partial(text.readline, _LINE_READ), ""))
+    for line in pieces:
+        if len(line) <= MAX_LINE_CHARS:
+            yield line  # nearly every line: one test
+            continue
+        length = len(line.rstrip("\r\n"))
+        if length <= MAX_LINE_CHARS:
+            yield line  # as long as allowed, with its line end
+            continue
+        # A line of at least MAX_LINE_CHARS + 1: read through to its end, counting.
+        prefix = line[:MAX_LINE_CHARS]
+        ended = line.endswith(("\n", "\r"))
+        while not ended:
+            piece = text.readline(_LINE_READ)
+            if not piece:
+                break
+            ended = piece.endswith(("\n", "\r"))
+            length += len(piece.rstrip("\r\n")) if ended else len(piece)
+            if length > MAX_RECORD_CHARS:
+                raise LineTooLong(length)
+        held.append((prefix, length))
+        yield marker

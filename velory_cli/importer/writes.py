@@ -17,10 +17,16 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from velory_cli.importer.columns import STORED_FIELDS
-from velory_cli.store import SERIALS_INDEX, Store
+from velory_cli.store import SERIAL_KEY_TRIGGER, SERIALS_INDEX, Store
 
-# The page cache of an import, in KiB as PRAGMA cache_size takes a negative number.
+# The page cache of an import, in KiB as PRAGMA cache_size takes a negative number: 16 MiB,
+# or for a larger store room for its serials' unique index, which a re-import reads at random
+# (as many pages as the file's serials are out of order), and for the pages of the chunk read
+# beside it: 32 bytes a device (the index takes about 19 with ten-character serials); at most
+# 64 MiB. A cache smaller than that index reads it from the file again for every chunk.
 IMPORT_CACHE_SIZE = -16 * 1024
+IMPORT_CACHE_BYTES_PER_DEVICE = 32
+IMPORT_CACHE_MAX_SIZE = -64 * 1024
 IMPORT_TEMP_CACHE_SIZE = -8 * 1024
 IMPORT_SORT_CACHE_SIZE = -2 * 1024
 
@@ -47,8 +53,15 @@ _UPDATE = (
 )
 
 
+def import_cache_size(devices: int) -> int:
+    """The page cache of an import into a store of about ``devices`` devices, as PRAGMA
+    cache_size takes it (negative: KiB)."""
+    wanted = devices * IMPORT_CACHE_BYTES_PER_DEVICE // 1024
+    return -min(max(wanted, -IMPORT_CACHE_SIZE), -IMPORT_CACHE_MAX_SIZE)
+
+
 class DeferredIndex(NamedTuple):
-    """An index a bulk load dropped, to build once at its end."""
+    """An index (or the trigger) a bulk load dropped, to make again once at its end."""
 
     name: str
     sql: str  # its CREATE statement
@@ -65,11 +78,12 @@ class ImportWrites:
     def transaction(self, *, write: bool) -> Iterator[None]:
         """The one transaction of an import: a write transaction, or for a dry run a read
         snapshot that is always rolled back (and takes no write lock). Bigger page caches
-        while it runs (fixed sizes, whatever the file's size) keep the indexes a large
+        while it runs (sized by the store, whatever the file's size) keep the indexes a large
         import reads and grows in memory instead of re-reading them."""
         cache_size = self.conn.execute("PRAGMA main.cache_size").fetchone()[0]
         temp_cache_size = self.conn.execute("PRAGMA temp.cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA main.cache_size = {IMPORT_CACHE_SIZE}")
+        devices = self.conn.execute("SELECT coalesce(max(id), 0) FROM devices").fetchone()[0]
+        self.conn.execute(f"PRAGMA main.cache_size = {import_cache_size(devices)}")
         self.conn.execute(f"PRAGMA temp.cache_size = {IMPORT_TEMP_CACHE_SIZE}")
         try:
             if write:
@@ -238,6 +252,25 @@ class ImportWrites:
         for index in dropped:
             self.conn.execute('DROP INDEX "' + index.name.replace('"', '""') + '"')
         return dropped
+
+    def suspend_key_trigger(self) -> DeferredIndex | None:
+        """Drop the trigger that fills in the serial_key of a device inserted without one,
+        and return it for ``restore_key_trigger``: every insert of an import gives the key,
+        and the trigger's check of it costs a bulk insert a third of its time (it runs a
+        program of its own for every row). Inside the import's transaction: no one else
+        writes meanwhile, and a rollback brings it back as it was."""
+        row = self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+            (SERIAL_KEY_TRIGGER,),
+        ).fetchone()
+        if row is None:
+            return None
+        self.conn.execute('DROP TRIGGER "' + row[0].replace('"', '""') + '"')
+        return DeferredIndex(row[0], row[1])
+
+    def restore_key_trigger(self, trigger: DeferredIndex | None) -> None:
+        if trigger is not None:
+            self.conn.execute(trigger.sql)
 
     def restore_indexes(self, indexes: Sequence[DeferredIndex]) -> bool:
         """Build the indexes ``defer_indexes`` dropped (the serials' first). False when the
