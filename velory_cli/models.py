@@ -6,6 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+# Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone. A
+# spreadsheet writes the mantissa normalised (a first digit of 1 to 9: zero is "0") and the
+# exponent with two digits or three, so 0E0, 1E5 or 9E-1 are serials as they were typed. The
+# importer rejects such a serial, the MDM snapshot skips it.
+SCIENTIFIC_SERIAL = r"[+-]?[1-9](?:[.,]\d+)?[eE][+-]?\d{2,3}"
+
 # Where a device is in its renewal. lifecycle's transitions table says which move is allowed.
 ACTIVE = "active"
 RENEWAL_STARTED = "renewal_started"

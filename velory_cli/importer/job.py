@@ -37,7 +37,7 @@ from velory_cli.importer.writes import (
     ImportWrites,
     StoredDevice,
 )
-from velory_cli.models import ACTIVE, REMOVED, SOURCE_IMPORTED, joined_notes
+from velory_cli.models import ACTIVE, REMOVED, SCIENTIFIC_SERIAL, SOURCE_IMPORTED, joined_notes
 from velory_cli.store import SERIALS_INDEX, Store
 
 # Where the imported notes are among a row's stored fields, and in a stored device's tuple.
@@ -51,10 +51,7 @@ CHUNK_ROWS = 5000
 # A progress bar is worth drawing only for files that take a while.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
-# Excel shows a long number it has read from a serial as 6.37702E+15; the digits are gone. A
-# spreadsheet writes the mantissa normalised (a first digit of 1 to 9: zero is "0") and the
-# exponent with two digits or three, so 0E0, 1E5 or 9E-1 are serials as they were typed.
-_SCIENTIFIC = re.compile(r"[+-]?[1-9](?:[.,]\d+)?[eE][+-]?\d{2,3}", re.ASCII)
+_SCIENTIFIC = re.compile(SCIENTIFIC_SERIAL, re.ASCII)
 _SCIENTIFIC_LINES = re.compile(r"^" + _SCIENTIFIC.pattern + r"$", re.ASCII | re.MULTILINE)
 # Unicode's invisible format characters (category Cf: zero-width spaces and joiners, bidi
 # overrides and isolates, the soft hyphen, tags...), which make two serials or names look alike

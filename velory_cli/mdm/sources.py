@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
 from velory_cli.errors import InvalidInput
+from velory_cli.models import SCIENTIFIC_SERIAL
 
 if TYPE_CHECKING:
     from velory_cli.importer import Source
@@ -114,7 +115,7 @@ _ZEROS = re.compile(r"0+")
 # company renews.
 _HYPER_V = re.compile(r"\d{4}(?:-\d{4}){5}-\d{2}", re.ASCII)
 # Excel turned the serial into a number: the digits are lost.
-_SCIENTIFIC = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d{1,3}", re.ASCII)
+_SCIENTIFIC = re.compile(SCIENTIFIC_SERIAL, re.ASCII)
 _REDACTION_STARTS = frozenset("[*xXrR")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
