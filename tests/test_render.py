@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Run, json_out
 from velory_cli import render
@@ -256,3 +260,26 @@ def test_a_listing_with_stdout_closed_altogether_ends_normally(run: Run, empty_s
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert json_out(run(["devices", "--json"])) == []
+
+
+_JSON_TEXT = st.text(
+    alphabet=st.sampled_from(["a", "Å", "ß", " ", "\t", "\n", "\r", '"', "\\", "\u200b", "é"]),
+    max_size=12,
+)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | _JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_JSON_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_JSON_VALUES, max_size=6))
+@example([])
+@example([{"notes": [{"text": "line one\nline two"}]}, {}, [], "  x  ", {"a\nb": []}])
+def test_a_streamed_json_array_is_the_text_of_the_whole_list(items: list[Any]) -> None:
+    whole, streamed = io.StringIO(), io.StringIO()
+    render.emit_json(items, whole)
+    assert render.emit_json_array(iter(items), streamed) == len(items)
+    assert streamed.getvalue() == whole.getvalue()
+    assert json.loads(streamed.getvalue()) == items

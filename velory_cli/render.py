@@ -190,6 +190,23 @@ def emit_json(data: Any, out: IO[str] | None = None) -> None:
         stream.flush()
 
 
+def emit_json_array(items: Iterable[Any], out: IO[str] | None = None) -> int:
+    """A JSON array written an element at a time, the same text ``emit_json`` writes for the
+    list, without holding the list: the export of a million devices in flat memory. Returns
+    how many elements it wrote."""
+    stream = out or _stream()
+    count = 0
+    with _results_to(stream):
+        for item in items:
+            # Line breaks inside strings are escaped by dumps: each one here is the layout's.
+            text = json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+            stream.write(("[\n  " if count == 0 else ",\n  ") + text)
+            count += 1
+        stream.write("\n]\n" if count else "[]\n")
+        stream.flush()
+    return count
+
+
 def spreadsheet_safe(value: Any) -> Any:
     """A text cell a spreadsheet shows as text instead of running it as a formula (and one
     that starts with ``'``, so that ``velory import`` reads every such cell back exactly)."""

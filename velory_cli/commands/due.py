@@ -102,7 +102,7 @@ def _show_renewals(
     from velory_cli.wording import count
 
     if mode == "json":
-        render.emit_json([renewal.to_dict() for renewal in due])
+        render.emit_json_array(renewal.to_dict() for renewal in due)
     elif mode == "csv":
         render.emit_csv((renewal.to_dict() for renewal in due), RENEWAL_KEYS)
     else:
@@ -180,7 +180,7 @@ def todo(
         items = todo_list(store, today=day, where=where)
         mdm_line = discrepancy_line(discrepancy_counts(store, today=day))
     if mode == "json":
-        render.emit_json([item.to_dict() for item in items])
+        render.emit_json_array(item.to_dict() for item in items)
     elif mode == "csv":
         render.emit_csv((item.to_dict() for item in items), TODO_KEYS)
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,7 +76,7 @@ def show_devices(
     from velory_cli import render
 
     if mode == "json":
-        render.emit_json([device.to_dict() for device in devices])
+        render.emit_json_array(device.to_dict() for device in devices)
     elif mode == "csv":
         render.emit_csv((device.to_dict() for device in devices), DEVICE_KEYS)
     else:
@@ -334,12 +334,17 @@ def _write_export(
     from velory_cli.inventory import EXPORT_KEYS
 
     if as_json:
-        rows = [device.to_dict() for device in devices]
-        render.emit_json(rows, out)
-    else:
-        rows = [device.to_row() for device in devices]
-        render.emit_csv(rows, EXPORT_KEYS, out, bom=bom)
-    return len(rows)
+        return render.emit_json_array((device.to_dict() for device in devices), out)
+    count = 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for device in devices:
+            count += 1
+            yield device.to_row()
+
+    render.emit_csv(rows(), EXPORT_KEYS, out, bom=bom)
+    return count
 
 
 def _write_workbook(devices: Iterable[ExportedDevice], path: str) -> int:
