@@ -211,6 +211,24 @@ def test_the_release_prompt_names_what_it_releases_and_what_it_refuses(
     assert json_out(run(["show", ready, "--json"]))["status"] == "removed"
 
 
+def test_retiring_a_device_the_mdm_still_lists_warns_once_at_a_terminal(
+    run: Run, env: dict[str, str], fleet: None, tmp_path: Path
+) -> None:
+    from tests.mdm_exports import intune_csv
+
+    serial = json_out(run(["devices", "--json"]))[0]["serial"]
+    export = intune_csv(tmp_path / "intune.csv", [{"serial": serial}])
+    assert run(["mdm", "import", str(export)]).returncode == 0
+    args = ["retire", serial, "--outcome", "stolen", "--note", "Taken from a car"]
+    screen = run_in_terminal(args, columns=80, env=env, answer=("[y/N]", "y\n"))
+    assert screen.returncode == 0, screen.text
+    flat = " ".join(screen.text.split())
+    assert f"Retire {serial} as stolen? [y/N]" in flat
+    # Said with the question, where it helps decide; not again after the answer.
+    assert flat.count("wipe it or remove it from the MDM") == 1, screen.text
+    assert json_out(run(["show", serial, "--json"]))["outcome"] == "stolen"
+
+
 def test_the_release_prompt_counts_many_devices(run: Run, env: dict[str, str], fleet: None) -> None:
     rows = json_out(run(["devices", "--json"]))
     serials = [row["serial"] for row in rows if "Dustin" not in row["distributor"]][:8]

@@ -202,6 +202,7 @@ def release(
 
     wanted = _serials(serials, file)
     st = state(ctx)
+    preview = None
     with st.store() as store:
         if not (yes or dry_run) and _interactive():
             preview = release_devices(
@@ -213,7 +214,7 @@ def release(
         report = release_devices(
             store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run, force=force
         )
-    _finish(report, json_out)
+    _finish(report, json_out, asked=preview)
 
 
 def retire(
@@ -248,6 +249,7 @@ def retire(
 
     wanted = _serials(serials, file)
     st = state(ctx)
+    preview = None
     with st.store() as store:
         if not (yes or dry_run) and _interactive():
             preview = retire_devices(
@@ -273,7 +275,7 @@ def retire(
             actor=st.settings.actor,
             dry_run=dry_run,
         )
-    _finish(report, json_out)
+    _finish(report, json_out, asked=preview)
 
 
 def note(
@@ -483,9 +485,10 @@ def _read_text(file: str) -> str:
         return data.decode("latin-1")
 
 
-def _finish(report: ActionReport, json_out: bool) -> None:
+def _finish(report: ActionReport, json_out: bool, *, asked: ActionReport | None = None) -> None:
     """Print the per-serial results (stdout), the reasons and reminders (stderr); exit 1 when a
-    device was refused."""
+    device was refused. ``asked``: the preview the admin confirmed, whose warnings were shown
+    with the question and are not repeated."""
     from velory_cli import render
 
     if json_out:
@@ -507,7 +510,8 @@ def _finish(report: ActionReport, json_out: bool) -> None:
         if result.error:
             render.error(result.error)
     for warning in report.warnings:
-        render.warn(warning)
+        if asked is None or warning not in asked.warnings:
+            render.warn(warning)
     for message in report.messages:
         render.info(message)
     if not json_out:
