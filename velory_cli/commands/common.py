@@ -130,6 +130,10 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV on stdout instead of a table.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
+]
 
 
 # Placeholders for --help, one word each, the same in every command: what goes there.

@@ -13,6 +13,7 @@ from velory_cli.commands.common import (
     EMAIL,
     AsOfOption,
     JsonOption,
+    QuietOption,
     examples,
     now_utc,
     parse_as_of,
@@ -48,10 +49,7 @@ def digest(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the mail; send and record nothing.")
     ] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
-    ] = False,
+    quiet: QuietOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Mail the admins what waits for them: users to chase, returns, releases, failures, MDM.

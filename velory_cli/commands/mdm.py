@@ -11,6 +11,7 @@ import typer
 from velory_cli.commands.common import (
     CsvOption,
     JsonOption,
+    QuietOption,
     group,
     now_utc,
     output_mode,
@@ -21,11 +22,6 @@ from velory_cli.commands.common import (
 if TYPE_CHECKING:
     from velory_cli.mdm.check import CheckReport
     from velory_cli.mdm.snapshot import SnapshotReport
-
-QuietOption = Annotated[
-    bool,
-    typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
-]
 
 mdm_app = group("mdm", "Compare the register with MDM exports: import, check.")
 

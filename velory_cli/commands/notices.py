@@ -16,6 +16,7 @@ from velory_cli.commands.common import (
     JsonOption,
     LimitOption,
     N,
+    QuietOption,
     check_limit,
     examples,
     group,
@@ -81,10 +82,7 @@ def send(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="Print nothing when all went well (for cron)."),
-    ] = False,
+    quiet: QuietOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Mail every notice that is due: the cron job, once a day."""
