@@ -135,6 +135,8 @@ def test_json_is_one_document_with_the_counts_and_each_recipient(
     result = invoke([*args, "--to", "a@example.com", "--to", "b@example.com"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
+    text = document.pop("text")
+    assert "Users to chase (1)" in text and "Devices to release (1)" in text
     assert document == {
         "day": "2026-12-07",
         "dry_run": False,
@@ -326,8 +328,11 @@ def test_the_mdm_section_is_what_mdm_check_finds_in_real_exports(
     result = invoke(["digest", *AS_OF, "--to", "it@example.com", "--dry-run", "--json"])
     assert result.exception is None, result.output
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["sections"]["mdm"] == len(found)
+    document = json.loads(result.stdout)
+    assert document["sections"]["mdm"] == len(found)
     mail = invoke(["digest", *AS_OF, "--to", "it@example.com", "--dry-run"]).stdout
+    # The JSON carries the same text part the dry run shows.
+    assert document["text"].rstrip("\n") in mail
     assert f"MDM check ({len(found)})" in mail
     for item in found[:20]:
         assert f"- {item['serial'] or item['mdm_serial']}," in mail

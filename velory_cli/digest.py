@@ -589,6 +589,8 @@ class DigestReport:
             "failed": self.count(NoticeState.FAILED),
             "pending": self.count(NoticeState.PENDING),
             "subject": self.mail.subject,
+            # The mail's text part, as a mail program shows it: what a dry run would send.
+            "text": self.mail.text,
             "all_clear": self.digest.all_clear,
             "sections": self.digest.counts(),
             "recipients": [outcome.to_dict() for outcome in self.outcomes],
