@@ -616,6 +616,25 @@ def test_deliver_creates_the_new_device_linked_both_ways(store: Store) -> None:
     assert report.warnings == []
 
 
+@pytest.mark.parametrize(
+    ("bought_out", "reminded"),
+    [
+        (True, "L1 was bought out and stays with the user: company accounts and data must come"),
+        (False, "L1 has been returned already: make sure the personal data on it was moved off"),
+    ],
+)
+def test_a_delivery_after_the_return_reminds_the_admin_in_words_that_fit(
+    store: Store, bought_out: bool, reminded: str
+) -> None:
+    started(store, "L1")
+    order_replacement(store, "L1", "MacBook Air", now=NOW, actor="ann")
+    confirm_returns(store, ["L1"], now=NOW, actor="ann", bought_out=bought_out)
+    report = deliver(store, "L1", "NEW1")
+    assert report.succeeded == 1
+    assert report.messages[0].startswith(reminded)
+    assert not any("before it is returned or bought out" in m for m in report.messages)
+
+
 def test_deliver_takes_the_model_given_and_the_configured_term(store: Store) -> None:
     started(store, "L1", renewal_date=None)
     order_replacement(store, "L1", "MacBook Air", now=NOW, actor="ann")

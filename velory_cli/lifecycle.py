@@ -870,13 +870,28 @@ def deliver_replacement(
                 "queued; tell them in person"
             )
         report.new_device = store.device_by_id(new_id)
-    report.messages.insert(
-        0,
-        f"Personal data must be moved off {device.serial} or deleted from it before it is "
-        "returned or bought out.",
-    )
+    report.messages.insert(0, _personal_data_reminder(device))
     report.results.append(_done(device))
     return report
+
+
+def _personal_data_reminder(old: Device) -> str:
+    """What the admin is reminded of when the replacement of ``old`` arrives: worded for a
+    device whose return is already confirmed as well as for one still with the user."""
+    if old.outcome == OUTCOME_BOUGHT_OUT:
+        return (
+            f"{old.serial} was bought out and stays with the user: company accounts and data "
+            "must come off it (the user's personal data is theirs)."
+        )
+    if old.outcome == OUTCOME_RETURNED:
+        return (
+            f"{old.serial} has been returned already: make sure the personal data on it was "
+            "moved off and deleted."
+        )
+    return (
+        f"Personal data must be moved off {old.serial} or deleted from it before it is "
+        "returned or bought out."
+    )
 
 
 def reinstate_device(
