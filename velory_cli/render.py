@@ -190,13 +190,44 @@ def emit_json(data: Any, out: IO[str] | None = None) -> None:
         stream.flush()
 
 
+# Rows written for stdout wait in memory up to this much, then in a temporary file.
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+@contextmanager
+def _whole(stream: IO[str]) -> Iterator[IO[str]]:
+    """Where rows read as they come are written: for stdout, a spool that stdout gets only
+    once every row was read, so a store that fails half way (a corrupt page) leaves stdout
+    empty, as every failure before the results does; memory stays flat all the same. Any
+    other stream (an output file, which lands whole or not at all) is written directly."""
+    if stream is not sys.stdout:
+        yield stream
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.SpooledTemporaryFile(
+        max_size=SPOOL_BYTES, mode="w+", encoding="utf-8", newline=""
+    ) as spool:
+        try:
+            yield spool
+        except OSError as exc:
+            # The spool is velory's own; a full temporary folder is the one way it fails.
+            raise OutputUnwritable(
+                f"cannot hold the output in the temporary folder: {exc.strerror or exc}"
+            ) from None
+        spool.seek(0)
+        with _results_to(stream):
+            shutil.copyfileobj(spool, stream)
+            stream.flush()
+
+
 def emit_json_array(items: Iterable[Any], out: IO[str] | None = None) -> int:
     """A JSON array written an element at a time, the same text ``emit_json`` writes for the
     list, without holding the list: the export of a million devices in flat memory. Returns
     how many elements it wrote."""
-    stream = out or _stream()
     count = 0
-    with _results_to(stream):
+    with _whole(out or _stream()) as stream, _results_to(stream):
         for item in items:
             # Line breaks inside strings are escaped by dumps: each one here is the layout's.
             text = json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
@@ -227,9 +258,8 @@ def emit_csv(
     system's code page ("Ã…sa" for "Åsa"); for files, not for pipes."""
     import csv
 
-    stream = out or _stream()
-    writer = csv.writer(stream, lineterminator="\r\n")
-    with _results_to(stream):
+    with _whole(out or _stream()) as stream, _results_to(stream):
+        writer = csv.writer(stream, lineterminator="\r\n")
         if bom:
             stream.write("\ufeff")
         writer.writerow(columns)
