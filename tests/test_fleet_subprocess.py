@@ -116,6 +116,9 @@ def test_a_retired_dustin_device_is_reinstated_to_where_it_was(run: Run, db: Pat
     shown = ok(run([*base, "show", "DU1", "--json"]))
     assert [entry["action"] for entry in shown["history"]][-2:] == ["retire", "reinstate"]
     assert shown["history"][-1]["details"] == {"reason": "Found in the booth"}
+    # The same line of a script again: unchanged, exit 0.
+    again = ok(run([*base, "reinstate", "DU1", "--reason", "Found in the booth", "--json"]))
+    assert (again["unchanged"], again["results"][0]["status"]) == (1, "active")
     # And it still leaves through Dustin's door: confirmed from active, then released.
     ok(run([*base, "confirm-return", "DU1", "--json"]))
     assert ok(run([*base, "release", "DU1", "--json"]))["results"][0]["status"] == "removed"

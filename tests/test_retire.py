@@ -82,6 +82,11 @@ def test_any_device_not_removed_is_retired_and_reinstated_to_where_it_was(
     assert device is not None
     assert (device.retired_from, device.retired_from_outcome) == (None, None)
     assert [d.serial for d in store.devices()] == ["A1"]
+    # The same reinstate again (a script run twice) is unchanged, not refused.
+    again = reinstate_device(store, "A1", "found in the office", now=LATER, actor="bo")
+    assert (again.succeeded, again.unchanged, again.failed) == (0, 1, 0)
+    assert state(store, "A1") == (status, outcome)
+    assert [e.action for e in store.history(device.id)][-2:] == ["retire", "reinstate"]
 
 
 def test_a_released_device_is_still_reinstated_to_return_confirmed(store: Store) -> None:

@@ -906,10 +906,18 @@ def reinstate_device(
     reason = checked_text(reason, "the reason")
     if not reason:
         raise UsageError("--reason is empty; say why the release is undone")
+    serial = _one_serial(serial)
+    # A retired device goes back to whatever status it had, so the status alone cannot tell
+    # a re-run: the device's last step can. The same script run again is unchanged (exit 0).
+    device = store.device(serial)
+    if device is not None and device.status != REMOVED:
+        history = store.history(device.id)
+        if history and history[-1].action == "reinstate":
+            return ActionReport("reinstate", [_unchanged(device)])
     return change_status(
         store,
         "reinstate",
-        [_one_serial(serial)],
+        [serial],
         now=now,
         actor=actor,
         details={"reason": reason},
