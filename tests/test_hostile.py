@@ -545,6 +545,28 @@ def test_a_cell_over_1_mib_rejects_its_row_in_flat_memory(
     assert peak - floor < 24 * 1024, (peak, floor)
 
 
+def test_a_quoted_cell_of_many_short_lines_over_1_mib_rejects_its_row(
+    db: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    # No line is long: the cell is, as notes pasted from a long log would make it.
+    head = b'Serial,Notes,Renewal Date\nL1,ok,2027-01-01\nL2,"'
+    tail = b'",2027-01-01\nL3,ok,2027-01-01\n'
+    source = write_with_fill(tmp_path / "log.csv", head, b"a short line\n", 2 * MIB, tail)
+    refused, _ = measured_import(db, env, tmp_path, source)
+    assert refused.returncode == 65, refused.stderr
+    summary = json.loads(refused.stdout)
+    [error] = summary["errors"]
+    assert (error["row"], error["column"]) == (3, "Notes")
+    assert "the cell is over 1 MiB" in error["message"]
+    kept, _ = measured_import(db, env, tmp_path, source, "--skip-invalid")
+    assert (ok(kept)["inserted"], ok(kept)["rejected"]) == (2, 1)
+    # A quote never closed runs the rest of the file into one cell: past 64 MiB, the file.
+    endless = write_with_fill(tmp_path / "open.csv", head, b"a short line\n", 70 * MIB, b"")
+    result, _ = measured_import(db, env, tmp_path, endless, "--dry-run")
+    assert result.returncode == 65, result.stderr
+    assert "over 64 MiB" in result.stderr and "never closed" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "head", "tail"),
     [

@@ -56,9 +56,9 @@ from velory_cli.models import SPREADSHEET_QUOTED_STARTS, joined_notes
 MAX_COLUMNS = 10_000
 # No JSON element is longer than this in an inventory.
 MAX_JSON_ELEMENT_CHARS = 16 * 1024 * 1024
-# A cell is never longer than its line (MAX_LINE_CHARS); a quoted one over many lines may be,
-# and is most likely a quote never closed.
-_CSV_FIELD_LIMIT = MAX_LINE_CHARS + 1
+# A cell is never longer than its line (MAX_LINE_CHARS); a quoted one over many lines may be:
+# over 1 MiB it rejects its row, over 64 MiB (most likely a quote never closed) the file.
+_CSV_FIELD_LIMIT = MAX_RECORD_CHARS + 1
 
 
 def _marker() -> str:
@@ -288,6 +288,7 @@ class _CsvReader(_TextReader):
             while True:
                 batch: list[list[str]] = []
                 first = number + 1
+                lines_before = reader.line_num
                 try:
                     # extend() keeps what it read before an error: the row of a bad one is known.
                     batch.extend(itertools.islice(reader, size))
@@ -295,8 +296,13 @@ class _CsvReader(_TextReader):
                     number += len(batch)
                 if not batch:
                     return
+                # No line is over 1 MiB, so only a quoted cell over several lines can be: a
+                # batch of more lines than rows has one, and its cells are measured.
+                long_cells = reader.line_num - lines_before > len(batch) and any(
+                    len(cell) > MAX_LINE_CHARS for cells in batch for cell in cells
+                )
                 # A line over 1 MiB read in this batch (``held``) takes the careful way.
-                if not held and min(map(len, batch)) >= full_width:
+                if not held and not long_cells and min(map(len, batch)) >= full_width:
                     empty = ("",) * len(batch)
                     columns: list[Sequence[str]] = [
                         _stripped(list(map(get, batch))) if get is not None else empty
@@ -315,6 +321,9 @@ class _CsvReader(_TextReader):
                     if held and any(marker in cell for cell in cells):
                         # The long line is a line of a quoted cell over many lines.
                         rows.append(self._long_cell(first + offset, cells, marker, held))
+                        continue
+                    if long_cells and any(len(cell) > MAX_LINE_CHARS for cell in cells):
+                        rows.append(self._long_lines_cell(first + offset, cells))
                         continue
                     if not cells or (width == 1 and not cells[0].strip()):
                         continue  # a blank line: Excel leaves them, they are no device
@@ -356,6 +365,17 @@ class _CsvReader(_TextReader):
         length = 0
         for _ in range(cells[long_cell].count(marker)):
             length += held.popleft()[1]
+        return self._rejected_cell(number, cells, long_cell, length)
+
+    def _long_lines_cell(self, number: int, cells: list[str]) -> Row:
+        """The row of a quoted cell over 1 MiB of lines each shorter, rejected as a cell over
+        1 MiB; the rejects file has the cell empty."""
+        long_cell = next(i for i, cell in enumerate(cells) if len(cell) > MAX_LINE_CHARS)
+        return self._rejected_cell(number, cells, long_cell, len(cells[long_cell]))
+
+    def _rejected_cell(self, number: int, cells: list[str], long_cell: int, length: int) -> Row:
+        """``cells`` rejected for the cell at ``long_cell``, ``length`` characters long."""
+        assert self.columns is not None
         kept = [*cells[:long_cell], "", *cells[long_cell + 1 :]]
         header = self._header or []
         column = header[long_cell] if long_cell < len(header) else None
@@ -423,7 +443,7 @@ def _csv_problem(exc: csv.Error) -> str:
     text = str(exc)
     if "field larger than field limit" in text:
         return (
-            'a quoted cell runs over 1 MiB: most likely a quote (") that is never closed runs '
+            'a quoted cell runs over 64 MiB: most likely a quote (") that is never closed runs '
             "the rest of the file into one cell"
         )
     if "unexpected end of data" in text:
