@@ -207,6 +207,36 @@ def test_stale_days_out_of_range_is_usage(invoke: Invoke, db: Path, args: list[s
     assert result.exit_code == 2 and result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "empty",
+    ["DevicesWithInventory_header-only_48cols.csv", "DevicesWithInventory_header-only_51cols.csv"],
+)
+def test_an_export_of_no_devices_does_not_replace_a_snapshot_of_some(
+    invoke: Invoke, db: Path, tmp_path: Path, empty: str
+) -> None:
+    # An export that failed or was filtered: kept, every device would read as gone from the
+    # MDM and every release pass its guard.
+    ok(invoke(["mdm", "import", str(agreeing_intune(tmp_path))]))
+    header_only = MDM / "intune" / empty
+    one_error(
+        invoke(["mdm", "import", str(header_only)]),
+        65,
+        "lists no devices",
+        "snapshot of 2 devices",
+        "--allow-empty",
+        "the previous snapshot stands",
+    )
+    check = json_out(ok(invoke(["mdm", "check", "--json", *AS_OF])))
+    assert check["snapshots"][0]["devices"] == 2
+    refused = ok(invoke(["release", "DONE1", "--json"]), 1)
+    assert "still in Intune" in refused.stderr
+    # Said so: the MDM has none enrolled.
+    kept = json_out(ok(invoke(["mdm", "import", str(header_only), "--allow-empty", "--json"])))
+    assert kept["devices"] == 0
+    check = json_out(ok(invoke(["mdm", "check", "--json", *AS_OF]), 1))
+    assert check["snapshots"][0]["devices"] == 0
+
+
 def test_the_real_samples_import_and_check(invoke: Invoke, db: Path) -> None:
     for path in (
         MDM / "intune" / "graph-managedDevices.json",

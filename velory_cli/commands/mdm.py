@@ -57,6 +57,13 @@ def import_export(
             show_default=False,
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Keep an export of no devices even when it replaces a snapshot of some.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -83,6 +90,7 @@ def import_export(
             encoding=forced,
             now=now_utc(),
             actor=st.settings.actor,
+            allow_empty=allow_empty,
         )
     _show_import(report, "quiet" if quiet and mode == "table" else mode)
 

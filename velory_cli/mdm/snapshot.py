@@ -103,12 +103,21 @@ def import_snapshot(
     encoding: str | None = None,
     now: str,
     actor: str,
+    allow_empty: bool = False,
 ) -> SnapshotReport:
     """Read ``source`` and make it its MDM source's latest snapshot, in one transaction. A
-    file that is no export is InvalidInput, naming the file; the previous snapshot stands."""
+    file that is no export is InvalidInput, naming the file; the previous snapshot stands.
+    So is an export of no devices that would replace a snapshot of some, unless
+    ``allow_empty``: with none enrolled, every release would pass the MDM's guard."""
     try:
         return _import(
-            store, source, source_given=source_given, encoding=encoding, now=now, actor=actor
+            store,
+            source,
+            source_given=source_given,
+            encoding=encoding,
+            now=now,
+            actor=actor,
+            allow_empty=allow_empty,
         )
     except InvalidInput as exc:
         raise InvalidInput(
@@ -124,6 +133,7 @@ def _import(
     encoding: str | None,
     now: str,
     actor: str,
+    allow_empty: bool,
 ) -> SnapshotReport:
     if source_given is not None:
         source_name(source_given, sources.GENERIC_CSV)  # a bad --source fails before reading
@@ -163,6 +173,13 @@ def _import(
         report.devices, report.taken_at = mdm.finish_snapshot(
             snapshot_id, skipped=report.skipped_total, latest=_a_day_after(now)
         )
+        previous = report.previous
+        if not report.devices and previous is not None and previous.devices and not allow_empty:
+            had = f"{previous.devices:,} device{'' if previous.devices == 1 else 's'}"
+            raise InvalidInput(
+                f"it lists no devices and would replace {name}'s snapshot of {had} with none "
+                "(an export that failed or was filtered?); check it, or give --allow-empty"
+            )
     if export.unreadable_dates[0]:
         count = export.unreadable_dates[0]
         report.warnings.append(
