@@ -6,7 +6,7 @@ The actions on a device during its renewal, as velory_cli.lifecycle's transition
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -197,22 +197,19 @@ def release(
     json_out: JsonOption = False,
 ) -> None:
     """Mark devices as released: status removed."""
-    from velory_cli import render
     from velory_cli.lifecycle import release_devices
 
     wanted = _serials(serials, file)
     st = state(ctx)
-    preview = None
     with st.store() as store:
-        if not (yes or dry_run) and _interactive():
-            preview = release_devices(
-                store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=True, force=force
+
+        def act(dry: bool) -> ActionReport:
+            return release_devices(
+                store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry, force=force
             )
-            if preview.succeeded and not _confirm(preview, RELEASE_MEANS, "Release"):
-                render.info("Nothing released.")
-                raise typer.Exit(1)
-        report = release_devices(
-            store, wanted, now=now_utc(), actor=st.settings.actor, dry_run=dry_run, force=force
+
+        report, preview = _asked_first(
+            act, yes=yes, dry_run=dry_run, means=RELEASE_MEANS, verb="Release"
         )
     _finish(report, json_out, asked=preview)
 
@@ -244,36 +241,30 @@ def retire(
     json_out: JsonOption = False,
 ) -> None:
     """Take lost, stolen or broken devices out of the assets: status removed, any status."""
-    from velory_cli import render
     from velory_cli.lifecycle import retire_devices
 
     wanted = _serials(serials, file)
     st = state(ctx)
-    preview = None
     with st.store() as store:
-        if not (yes or dry_run) and _interactive():
-            preview = retire_devices(
+
+        def act(dry: bool) -> ActionReport:
+            return retire_devices(
                 store,
                 wanted,
                 outcome=outcome,
                 note=note,
                 now=now_utc(),
                 actor=st.settings.actor,
-                dry_run=True,
+                dry_run=dry,
             )
-            if preview.succeeded and not _confirm(
-                preview, RETIRE_MEANS, "Retire", f" as {outcome.strip().lower()}"
-            ):
-                render.info("Nothing retired.")
-                raise typer.Exit(1)
-        report = retire_devices(
-            store,
-            wanted,
-            outcome=outcome,
-            note=note,
-            now=now_utc(),
-            actor=st.settings.actor,
+
+        report, preview = _asked_first(
+            act,
+            yes=yes,
             dry_run=dry_run,
+            means=RETIRE_MEANS,
+            verb="Retire",
+            how=f" as {outcome.strip().lower()}",
         )
     _finish(report, json_out, asked=preview)
 
@@ -429,6 +420,29 @@ def _interactive() -> bool:
         and sys.stdin.isatty()
         and sys.stdout.isatty()
     )
+
+
+def _asked_first(
+    act: Callable[[bool], ActionReport],
+    *,
+    yes: bool,
+    dry_run: bool,
+    means: str,
+    verb: str,
+    how: str = "",
+) -> tuple[ActionReport, ActionReport | None]:
+    """Run a bulk removal (``act(dry_run)``), at a terminal only after the admin has seen
+    what it would do (a dry run of it) and said yes; declined, nothing changes and the exit is
+    1. Returns the report and the preview that was confirmed, if one was."""
+    from velory_cli import render
+
+    preview = None
+    if not (yes or dry_run) and _interactive():
+        preview = act(True)
+        if preview.succeeded and not _confirm(preview, means, verb, how):
+            render.info(f"Nothing {DONE[preview.action]}.")
+            raise typer.Exit(1)
+    return act(dry_run), preview
 
 
 def _confirm(preview: ActionReport, means: str, verb: str, how: str = "") -> bool:
